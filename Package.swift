@@ -1,0 +1,58 @@
+// swift-tools-version:6.1
+// meshguard-agent: a serverless WireGuard mesh VPN agent for Linux.
+//
+// Targets follow the layering in docs/architecture.md. Pure targets (no I/O,
+// no clock, no Foundation) are listed in scripts/check-layering, which CI runs.
+import PackageDescription
+
+/// A C library from Debian, found through pkg-config.
+func systemLibrary(_ name: String, pkgConfig: String, apt: String) -> Target {
+    .systemLibrary(name: name, path: "Sources/C/\(name)", pkgConfig: pkgConfig, providers: [.apt([apt])])
+}
+
+let package = Package(
+    name: "meshguard-agent",
+    products: [
+        .executable(name: "meshguard-agent", targets: ["MeshguardAgent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // C at the edge: Debian's libraries behind module maps and shim headers.
+        systemLibrary("CSodium", pkgConfig: "libsodium", apt: "libsodium-dev"),
+        systemLibrary("CNetlink", pkgConfig: "libnl-3.0", apt: "libnl-3-dev"),
+        systemLibrary("CNetlinkGenl", pkgConfig: "libnl-genl-3.0", apt: "libnl-genl-3-dev"),
+        systemLibrary("CNetlinkRoute", pkgConfig: "libnl-route-3.0", apt: "libnl-route-3-dev"),
+
+        // Vocabulary: bytes, base64, keys, IP addresses. Standard library only.
+        .target(name: "MeshBase"),
+        // Pure algorithms: crypto primitives (libsodium + Swift BLAKE2s/BLAKE3).
+        .target(name: "MeshCrypto", dependencies: ["MeshBase", "CSodium"]),
+        // Pure algorithms: identity, trust evaluation, mesh address derivation.
+        .target(name: "MeshIdentity", dependencies: ["MeshBase", "MeshCrypto"]),
+
+        // I/O adapters: files (atomic, permission-checked) and the config directory.
+        .target(name: "MeshSystem", dependencies: [
+            "MeshBase", "MeshIdentity",
+            .product(name: "SystemPackage", package: "swift-system"),
+        ]),
+        // I/O adapters: netlink sockets through libnl (generic netlink for now).
+        .target(name: "MeshNetlink", dependencies: ["CNetlink", "CNetlinkGenl", "CNetlinkRoute"]),
+
+        // Wiring: the CLI and (later) the daemon.
+        .executableTarget(name: "MeshguardAgent", dependencies: [
+            "MeshBase", "MeshCrypto", "MeshIdentity", "MeshSystem",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Tests mirror the targets one to one.
+        .testTarget(name: "MeshBaseTests", dependencies: ["MeshBase"]),
+        .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto", "MeshBase"]),
+        .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity", "MeshCrypto", "MeshBase"]),
+        .testTarget(name: "MeshSystemTests", dependencies: ["MeshSystem", "MeshIdentity", "MeshBase"]),
+        .testTarget(name: "MeshNetlinkTests", dependencies: ["MeshNetlink"]),
+        .testTarget(name: "MeshguardAgentTests", dependencies: ["MeshguardAgent"]),
+    ]
+)
