@@ -30,7 +30,7 @@ public enum ChaChaPoly {
     }
 
     /// Verifies the tag and decrypts `length` bytes at `data` in place. On
-    /// failure the data is left as it was (libsodium checks before decrypting).
+    /// failure it returns false and libsodium has zeroed the data: the caller drops it.
     public static func openInPlace(key: UnsafeRawPointer, counter: UInt64,
                                    data: UnsafeMutableRawPointer, length: Int,
                                    tag: UnsafeRawPointer,

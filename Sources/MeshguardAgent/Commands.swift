@@ -126,9 +126,12 @@ struct Trust: ParsableCommand {
         let dir = try options.directory()
         var fileStem: String?
         var text = keyOrFile
-        // A path (or an existing file) is read; anything else is a key.
-        let looksLikePath = keyOrFile.contains("/") && !keyOrFile.hasSuffix("=") || keyOrFile.hasSuffix(".pub")
-        if looksLikePath || ((try? Files.info(keyOrFile))??.isRegular ?? false) {
+        // An existing file is read; base64 is a key; anything else that looks
+        // like a path is read (and reports why it cannot be); the rest is a key.
+        let exists = (try? Files.info(keyOrFile)) != nil
+        let isBase64 = Base64.decode(keyOrFile) != nil
+        let looksLikePath = keyOrFile.contains("/") || keyOrFile.hasSuffix(".pub")
+        if exists || (!isBase64 && looksLikePath) {
             text = try cli { try Files.readText(keyOrFile, limit: 4096) }
             var base = Substring(keyOrFile.split(separator: "/").last ?? Substring(keyOrFile))
             if base.hasSuffix(".pub") { base = base.dropLast(4) }
