@@ -32,10 +32,21 @@ let package = Package(
         .target(name: "MeshCrypto", dependencies: ["MeshBase", "CSodium"]),
         // Pure algorithms: identity, trust evaluation, mesh address derivation.
         .target(name: "MeshIdentity", dependencies: ["MeshBase", "MeshCrypto"]),
+        // Sans-IO state machines: the WireGuard protocol (handshake, cookies,
+        // transport, anti-replay, allowed IPs, timers), the data-plane model,
+        // and the cross-platform userspace API (UAPI) codec.
+        .target(name: "MeshWireGuard", dependencies: ["MeshBase", "MeshCrypto"]),
 
         // I/O adapters: files (atomic, permission-checked) and the config directory.
         .target(name: "MeshSystem", dependencies: [
             "MeshBase", "MeshIdentity",
+            .product(name: "SystemPackage", package: "swift-system"),
+        ]),
+        // C at the edge: Linux facilities Swift cannot import (TUN ioctls, mmsg, cmsg).
+        .target(name: "CLinuxShims", path: "Sources/C/CLinuxShims"),
+        // I/O adapters: TUN device, batched UDP sockets, monotonic clock.
+        .target(name: "MeshLinux", dependencies: [
+            "MeshBase", "CLinuxShims",
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
         // I/O adapters: netlink sockets through libnl (generic netlink for now).
@@ -51,7 +62,9 @@ let package = Package(
         .testTarget(name: "MeshBaseTests", dependencies: ["MeshBase"]),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto", "MeshBase"]),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity", "MeshCrypto", "MeshBase"]),
+        .testTarget(name: "MeshWireGuardTests", dependencies: ["MeshWireGuard", "MeshCrypto", "MeshBase"]),
         .testTarget(name: "MeshSystemTests", dependencies: ["MeshSystem", "MeshIdentity", "MeshBase"]),
+        .testTarget(name: "MeshLinuxTests", dependencies: ["MeshLinux", "MeshBase"]),
         .testTarget(name: "MeshNetlinkTests", dependencies: ["MeshNetlink"]),
         .testTarget(name: "MeshguardAgentTests", dependencies: ["MeshguardAgent"]),
     ]

@@ -1,0 +1,1 @@
+// MeshLinux: Linux I/O adapters (TUN, UDP, clock). See docs/architecture.md.
