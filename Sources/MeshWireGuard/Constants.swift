@@ -34,9 +34,13 @@ public enum WireGuardProtocol {
     // MARK: Timers and limits (paper section 6.1, messages.h)
     /// After this many messages a new handshake is initiated (2^60).
     public static let rekeyAfterMessages: UInt64 = 1 << 60
-    /// A keypair is never used past this counter: 2^64 - 2^13 - 1, leaving room
-    /// for the anti-replay window (COUNTER_WINDOW_SIZE) below 2^64.
-    public static let rejectAfterMessages: UInt64 = UInt64.max - (1 << 13)
+    /// Anti-replay window: COUNTER_BITS_TOTAL (8192) minus the 64 redundant
+    /// bits of the ring's current word = 8128 (kernel messages.h, RFC 6479).
+    public static let counterWindowSize = 8192 - 64
+    /// A keypair is never used past this counter. The kernel's definition,
+    /// U64_MAX - COUNTER_WINDOW_SIZE - 1, keeps the window below 2^64 (the
+    /// paper rounds the window to 2^13: 2^64 - 2^13 - 1).
+    public static let rejectAfterMessages: UInt64 = UInt64.max - UInt64(counterWindowSize) - 1
     /// The initiator of a session starts a new handshake after this long.
     public static let rekeyAfterTime: Duration = .seconds(120)
     /// No keypair is used for sending or receiving after this long.
