@@ -49,12 +49,17 @@ let package = Package(
             "MeshBase", "CLinuxShims",
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
+        // I/O adapters: the userspace data plane (WireGuardDevice on TUN + UDP
+        // threads) and its UAPI socket for wg(8).
+        .target(name: "MeshUserspace", dependencies: [
+            "MeshBase", "MeshCrypto", "MeshWireGuard", "MeshLinux",
+        ]),
         // I/O adapters: netlink sockets through libnl (generic netlink for now).
         .target(name: "MeshNetlink", dependencies: ["CNetlink", "CNetlinkGenl", "CNetlinkRoute"]),
 
         // Wiring: the CLI and (later) the daemon.
         .executableTarget(name: "MeshguardAgent", dependencies: [
-            "MeshBase", "MeshCrypto", "MeshIdentity", "MeshSystem",
+            "MeshBase", "MeshCrypto", "MeshIdentity", "MeshSystem", "MeshWireGuard", "MeshUserspace", "MeshLinux",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -30,9 +30,10 @@ struct MeshguardAgentCommand: ParsableCommand {
           meshguard-agent trust 'RdT2…=' --name laptop trust a key given inline
           meshguard-agent trusted                      list trusted peers
           meshguard-agent revoke laptop                stop trusting a peer
+          meshguard-agent wireguard wg0                userspace WireGuard only, set up with wg(8)
         """,
         version: version,
-        subcommands: [Keygen.self, Export.self, ShowIdentity.self, Trust.self, Revoke.self, Trusted.self]
+        subcommands: [Keygen.self, Export.self, ShowIdentity.self, Trust.self, Revoke.self, Trusted.self, WireGuardCommand.self]
     )
 }
 

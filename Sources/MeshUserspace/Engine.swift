@@ -1,0 +1,305 @@
+// UserspaceEngine: our WireGuard on a TUN device and one UDP socket — the
+// sans-IO WireGuardDevice driven by three threads:
+//
+//   tun thread      TUN --read batch--> lock{encrypt each} --sendmmsg--> UDP
+//   udp thread      UDP --recvmmsg--> classify: WireGuard types 1-4 --> lock{receive} --write--> TUN
+//                                               anything else ---------> control-plane handler
+//   control thread  timers (nextDeadline), the UAPI socket (wg show / wg set), wall clock
+//
+// The device is guarded by one mutex, taken once per batch. Datagrams the
+// device queues itself (handshakes, keepalives, cookie replies, staged data)
+// are drained inside the lock and sent after it.
+#if canImport(Glibc)
+import Glibc
+#endif
+import MeshBase
+import MeshCrypto
+import MeshLinux
+import MeshWireGuard
+
+public struct EngineConfiguration: Sendable {
+    /// TUN interface name (may contain %d).
+    public var interfaceName: String
+    /// MTU of the TUN interface; plaintext is padded up to it.
+    public var mtu: Int = 1420
+    /// Bring the interface up at start (the agent does; `wireguard` mode leaves it to the user, like wireguard-go).
+    public var bringUp = false
+    /// Directory of the UAPI socket; nil: no UAPI socket.
+    public var uapiDirectory: String? = "/var/run/wireguard"
+    /// Datagrams per recvmmsg/sendmmsg and packets per TUN batch.
+    public var batchSize = 64
+    /// Seed for the device's non-secret randomness (indices, jitter).
+    public var seed: UInt64 = UInt64.random(in: .min ... .max)
+
+    public init(interfaceName: String) { self.interfaceName = interfaceName }
+}
+
+public final class UserspaceEngine: @unchecked Sendable {
+    // Thread-safety: `device` and `socket` are behind locks; `tun` and the
+    // wake signals are used by their threads and are safe to share (their
+    // descriptors are stable until `stop`). Everything else is set in init.
+    public let configuration: EngineConfiguration
+    public let tun: TunDevice
+    private let device: Locked<WireGuardDevice>
+    private let socket: Locked<UDPSocket>
+    private let stopSignal: WakeupSignal
+    private let udpWake: WakeupSignal
+    private let controlWake: WakeupSignal
+    private let stopping = Locked(false)
+    private var threads: [OSThread] = []
+    private var uapi: UAPIServer?
+    /// Receives every datagram on the port that is not a WireGuard message.
+    private let controlHandler: Locked<(@Sendable ([UInt8], Endpoint) -> Void)?> = Locked(nil)
+
+    public init(_ configuration: EngineConfiguration) throws {
+        self.configuration = configuration
+        tun = try TunDevice(name: configuration.interfaceName, mtu: configuration.mtu, nonBlocking: true)
+        if configuration.bringUp { try tun.setUp(true) }
+        var options = DeviceOptions()
+        options.mtu = configuration.mtu
+        let dev = WireGuardDevice(options: options, seed: configuration.seed)
+        let sock = try UDPSocket(family: .dualStack, nonBlocking: true)
+        let port = try sock.bind(port: 0)
+        _ = try? sock.setReceiveBufferSize(4 << 20)
+        _ = try? sock.setSendBufferSize(4 << 20)
+        dev.apply(DeviceConfiguration(listenPort: port), now: MonotonicClock.now())
+        device = Locked(dev)
+        socket = Locked(sock)
+        stopSignal = try WakeupSignal()
+        udpWake = try WakeupSignal()
+        controlWake = try WakeupSignal()
+    }
+
+    /// The interface's actual name.
+    public var interfaceName: String { tun.name }
+
+    /// The UDP port WireGuard (and the control plane) listens on.
+    public var listenPort: UInt16 { device.withLock { $0.listenPort } }
+
+    /// Sets the handler for non-WireGuard datagrams (the control plane).
+    public func setControlHandler(_ h: (@Sendable ([UInt8], Endpoint) -> Void)?) { controlHandler.withLock { $0 = h } }
+
+    /// Starts the threads and the UAPI socket.
+    public func start() throws {
+        if let dir = configuration.uapiDirectory {
+            uapi = try UAPIServer(interface: tun.name, directory: dir) { [unowned self] request in self.handle(request) }
+        }
+        threads.append(try OSThread(name: "mg-tun") { [unowned self] in self.tunLoop() })
+        threads.append(try OSThread(name: "mg-udp") { [unowned self] in self.udpLoop() })
+        threads.append(try OSThread(name: "mg-control") { [unowned self] in self.controlLoop() })
+    }
+
+    /// Stops the threads, closes the UAPI socket and the TUN device.
+    public func stop() {
+        stopping.withLock { $0 = true }
+        stopSignal.signal()
+        for t in threads { t.join() }
+        threads.removeAll()
+        uapi?.close()
+        uapi = nil
+        tun.close()
+        socket.withLock { $0.close() }
+    }
+
+    private var isStopping: Bool { stopping.withLock { $0 } }
+
+    // MARK: Configuration
+
+    /// Applies a configuration change; a new listen port rebinds the socket first.
+    public func apply(_ change: DeviceConfiguration) throws(UAPIError) {
+        if let port = change.listenPort, port != listenPort || port == 0 {
+            let s: UDPSocket
+            do {
+                s = try UDPSocket(family: .dualStack, nonBlocking: true)
+                let bound = try s.bind(port: port)
+                _ = try? s.setReceiveBufferSize(4 << 20)
+                _ = try? s.setSendBufferSize(4 << 20)
+                var c = change
+                c.listenPort = bound
+                try applyLocked(c, socket: s)
+                return
+            } catch let e as LinuxError where e.errno == .addressInUse {
+                throw UAPIError(errno: UAPIError.Errno.EADDRINUSE, message: "port \(port) is in use")
+            } catch {
+                throw UAPIError(errno: UAPIError.Errno.EIO, message: "\(error)")
+            }
+        }
+        try applyLocked(change, socket: nil)
+    }
+
+    private func applyLocked(_ change: DeviceConfiguration, socket newSocket: UDPSocket?) throws(UAPIError) {
+        if let mark = change.firewallMark, let s = newSocket ?? socket.withLock({ $0 }) as UDPSocket? {
+            try? s.setMark(mark)
+        }
+        if let s = newSocket {
+            socket.withLock { $0 = s }
+            udpWake.signal()
+        }
+        let now = MonotonicClock.now()
+        let out = device.withLock { d -> [Transmit] in
+            d.apply(change, now: now)
+            return drain(d)
+        }
+        send(out)
+        controlWake.signal()
+    }
+
+    /// What `wg show` sees.
+    public func snapshot() -> DeviceConfiguration { device.withLock { $0.snapshot() } }
+
+    public var statistics: DeviceStatistics { device.withLock { $0.statistics } }
+
+    private func handle(_ request: UAPIRequest) -> String {
+        switch request {
+        case .get:
+            return UAPI.formatGet(snapshot())
+        case .set(let body):
+            do {
+                try apply(UAPI.parseSet(body))
+                return UAPI.formatErrno(0)
+            } catch {
+                return UAPI.formatErrno(error)
+            }
+        }
+    }
+
+    /// Sends a control-plane datagram from the shared port.
+    @discardableResult
+    public func sendControl(_ bytes: [UInt8], to endpoint: Endpoint) -> Bool {
+        let s = socket.withLock { $0 }
+        return (try? s.send(bytes, to: endpoint)) ?? false
+    }
+
+    // MARK: Loops
+
+    private func drain(_ d: WireGuardDevice) -> [Transmit] {
+        var out: [Transmit] = []
+        while let t = d.pollTransmit() { out.append(t) }
+        return out
+    }
+
+    private func send(_ transmits: [Transmit]) {
+        guard !transmits.isEmpty else { return }
+        let s = socket.withLock { $0 }
+        for t in transmits { _ = try? s.send(t.bytes, to: t.endpoint) }
+    }
+
+    private func tunLoop() {
+        guard let batch = try? DatagramBatch(capacity: configuration.batchSize, bufferSize: 65535,
+                                             headroom: WireGuardProtocol.transportHeaderSize, tailroom: 32) else { return }
+        let poller = Poller([tun.fileDescriptor, stopSignal.fileDescriptor])
+        var sendable = [Bool](repeating: false, count: batch.capacity)
+        while !isStopping {
+            guard (try? poller.wait(timeout: nil)) != nil else { return }
+            if poller.isReady(1) { return }
+            while true {
+                guard let n = try? tun.read(into: batch), n > 0 else { break }
+                let now = MonotonicClock.now()
+                let out = device.withLock { d -> [Transmit] in
+                    for i in 0..<n {
+                        sendable[i] = false
+                        if batch.isTruncated(i) { continue }
+                        var offset = batch.offset(i), length = batch.length(i)
+                        if case .send(let endpoint) = d.encrypt(batch.slotBuffer(i), offset: &offset, length: &length, now: now) {
+                            batch.setPayload(i, offset: offset, length: length)
+                            batch.setEndpoint(i, endpoint)
+                            sendable[i] = true
+                        }
+                    }
+                    return d.hasPendingTransmits ? drain(d) : []
+                }
+                let s = socket.withLock { $0 }
+                var i = 0
+                while i < n {
+                    guard sendable[i] else { i += 1; continue }
+                    var j = i
+                    while j < n && sendable[j] { j += 1 }
+                    _ = try? s.send(batch, slots: i..<j)
+                    i = j
+                }
+                send(out)
+                if n < batch.capacity { break }
+            }
+        }
+    }
+
+    private func udpLoop() {
+        guard let batch = try? DatagramBatch(capacity: configuration.batchSize, bufferSize: 65535) else { return }
+        var deliver = [Bool](repeating: false, count: batch.capacity)
+        var control: [([UInt8], Endpoint)] = []
+        while !isStopping {
+            let s = socket.withLock { $0 }
+            let poller = Poller([s.fileDescriptor, stopSignal.fileDescriptor, udpWake.fileDescriptor])
+            var rebuild = false
+            while !rebuild {
+                guard (try? poller.wait(timeout: nil)) != nil else { return }
+                if poller.isReady(1) { return }
+                if poller.isReady(2) { udpWake.drain(); rebuild = socket.withLock { $0 } !== s; if rebuild { break } }
+                guard poller.isReady(0) else { continue }
+                while true {
+                    guard let n = try? s.receive(into: batch), n > 0 else { break }
+                    let now = MonotonicClock.now()
+                    control.removeAll(keepingCapacity: true)
+                    let out = device.withLock { d -> [Transmit] in
+                        for i in 0..<n {
+                            deliver[i] = false
+                            guard !batch.isTruncated(i), let from = batch.endpoint(i) else { continue }
+                            let payload = UnsafeRawBufferPointer(batch.payload(i))
+                            guard MessageKind.classify(payload) != .other || UserspaceEngine.looksLikeWireGuard(payload) else {
+                                control.append((Array(payload), from))
+                                continue
+                            }
+                            var offset = batch.offset(i), length = batch.length(i)
+                            if d.receive(batch.slotBuffer(i), offset: &offset, length: &length, from: from, now: now) == .deliver {
+                                batch.setPayload(i, offset: offset, length: length)
+                                deliver[i] = true
+                            }
+                        }
+                        return d.hasPendingTransmits ? drain(d) : []
+                    }
+                    send(out)
+                    for i in 0..<n where deliver[i] { _ = try? tun.write(UnsafeRawBufferPointer(batch.payload(i))) }
+                    if !control.isEmpty, let h = controlHandler.withLock({ $0 }) {
+                        for (bytes, from) in control { h(bytes, from) }
+                    }
+                    if n < batch.capacity { break }
+                }
+            }
+        }
+    }
+
+    /// Bytes whose first four name a WireGuard type (1-4 and three zeros) but
+    /// whose size is wrong: the device counts them as malformed, rather than
+    /// the control plane seeing them.
+    static func looksLikeWireGuard(_ p: UnsafeRawBufferPointer) -> Bool {
+        p.count >= 4 && (1...4).contains(p[0]) && p[1] == 0 && p[2] == 0 && p[3] == 0
+    }
+
+    private func controlLoop() {
+        while !isStopping {
+            let now = MonotonicClock.now()
+            let wall = WallClock.now()
+            let out = device.withLock { d -> [Transmit] in
+                d.setWallClock(WallTime(seconds: wall.seconds, nanoseconds: Int64(wall.nanoseconds)), at: now)
+                d.handleTimers(now: now)
+                return drain(d)
+            }
+            send(out)
+            let deadline = device.withLock { $0.nextDeadline() }
+            // Sleep until the next timer, but at most 100 ms: the data path may
+            // arm an earlier one while we sleep.
+            var timeout: Duration = .milliseconds(100)
+            if let d = deadline {
+                let until = d - MonotonicClock.now()
+                if until < timeout { timeout = max(until, .zero) }
+            }
+            let uapiFDs = uapi?.pollDescriptors ?? []
+            let fds = [stopSignal.fileDescriptor, controlWake.fileDescriptor] + uapiFDs
+            let poller = Poller(fds)
+            guard (try? poller.wait(timeout: timeout)) != nil else { return }
+            if poller.isReady(0) { return }
+            if poller.isReady(1) { controlWake.drain() }
+            for (i, fd) in uapiFDs.enumerated() where poller.isReady(i + 2) { uapi?.handleReadable(fd) }
+        }
+    }
+}
