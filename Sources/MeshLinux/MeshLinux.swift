@@ -1,1 +1,0 @@
-// MeshLinux: Linux I/O adapters (TUN, UDP, clock). See docs/architecture.md.
