@@ -63,11 +63,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Test kit: in-memory twins (network of devices, virtual clock, packet builders).
+        .target(name: "MeshTestKit", dependencies: ["MeshBase", "MeshCrypto", "MeshWireGuard"]),
+
         // Tests mirror the targets one to one.
         .testTarget(name: "MeshBaseTests", dependencies: ["MeshBase"]),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto", "MeshBase"]),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity", "MeshCrypto", "MeshBase"]),
-        .testTarget(name: "MeshWireGuardTests", dependencies: ["MeshWireGuard", "MeshCrypto", "MeshBase"]),
+        .testTarget(name: "MeshWireGuardTests", dependencies: ["MeshWireGuard", "MeshCrypto", "MeshBase", "MeshTestKit"]),
         .testTarget(name: "MeshSystemTests", dependencies: ["MeshSystem", "MeshIdentity", "MeshBase"]),
         .testTarget(name: "MeshLinuxTests", dependencies: ["MeshLinux", "MeshBase"]),
         .testTarget(name: "MeshNetlinkTests", dependencies: ["MeshNetlink"]),

@@ -24,6 +24,7 @@ import MeshCrypto
 public struct Transmit: Sendable, Equatable {
     public var bytes: [UInt8]
     public var endpoint: Endpoint
+    public init(bytes: [UInt8], endpoint: Endpoint) { self.bytes = bytes; self.endpoint = endpoint }
 }
 
 public enum OutgoingResult: Equatable, Sendable {
