@@ -150,7 +150,8 @@ public final class WireGuardDevice {
 
     /// Applies a change (see Configuration.swift for its semantics).
     public func apply(_ change: DeviceConfiguration, now: Instant) {
-        if let pk = change.privateKey {
+        // Setting the key it already has changes nothing (sessions survive `wg syncconf`).
+        if let pk = change.privateKey, !(local.map { $0.privateKey.secret.constantTimeEquals(pk) } ?? false) {
             setPrivateKey(pk.withUnsafeBytes { ConstantTime.isZero($0) } ? nil : X25519.PrivateKey(secret: pk), now: now)
         }
         if let p = change.listenPort { listenPort = p }

@@ -47,6 +47,19 @@ check "latest handshake is recent ($hs)" test "${hs:-0}" -gt $(( $(date +%s) - 6
 check "transfer counters count ($rx rx, $tx tx)" test "${rx:-0}" -gt 0 -a "${tx:-0}" -gt 0
 check "wg show reports our listen port" grep -q "51821" <<<"$(ip netns exec "$B" wg show "$IF_B" listen-port)"
 check "wg showconf round-trips the private key" grep -q "PrivateKey = $KB" <<<"$(ip netns exec "$B" wg showconf "$IF_B")"
+ip netns exec "$B" wg showconf "$IF_B" > "$tmp/conf"
+hs_before=$(ip netns exec "$B" wg show "$IF_B" latest-handshakes | awk '{print $2}')
+check "wg syncconf with the same configuration succeeds" ip netns exec "$B" wg syncconf "$IF_B" "$tmp/conf"
+check "syncconf kept the session (same latest handshake)" test "$hs_before" = "$(ip netns exec "$B" wg show "$IF_B" latest-handshakes | awk '{print $2}')"
+check "traffic still flows after syncconf" ip netns exec "$B" ping -c 1 -W 2 10.9.0.1
+check "wg setconf applies a whole configuration" ip netns exec "$B" wg setconf "$IF_B" "$tmp/conf"
+uapi() {  # uapi IFACE REQUEST: send a raw UAPI request, print the reply
+    python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()); print(s.recv(65536).decode())' \
+        "/var/run/wireguard/$1.sock" "$2"
+}
+check "a bad UAPI set is refused with EINVAL" grep -q "errno=-22" <<<"$(uapi "$IF_B" $'set=1\nlisten_port=70000\n\n')"
+check "a line without '=' is refused with EPROTO" grep -q "errno=-71" <<<"$(uapi "$IF_B" $'set=1\nbogus\n\n')"
+check "the engine still answers get after bad requests" grep -q "listen_port=51821" <<<"$(uapi "$IF_B" $'get=1\n\n')"
 
 echo "== sessions reset; wireguard-go initiates"
 ip netns exec "$B" wg set "$IF_B" peer "$PA" remove

@@ -365,3 +365,14 @@ func count(_ log: [(Transmit, from: Endpoint)], type: UInt8, from: Endpoint? = n
         #expect(net.send(ipv4Packet(src: a.ipv4, dst: IPv4Address(10, 100, 39, 15), payload: []), from: a) == .queued)
     }
 }
+
+@Suite struct DeviceSyncTests {
+    @Test func settingTheSameKeyKeepsSessions() {
+        let (net, a, b) = pair()
+        net.send(ipv4Packet(src: a.ipv4, dst: b.ipv4, payload: []), from: a)
+        net.run()
+        a.device.apply(DeviceConfiguration(privateKey: SecretBytes(copying: a.key.secret.unsafeExportedBytes())), now: net.now)
+        #expect(a.device.sessionInfo(for: b.publicKey)?.hasCurrent == true)
+        #expect(net.send(ipv4Packet(src: a.ipv4, dst: b.ipv4, payload: [1]), from: a) == .send(b.endpoint))
+    }
+}
