@@ -55,7 +55,7 @@ let package = Package(
             "MeshBase", "MeshCrypto", "MeshWireGuard", "MeshLinux",
         ]),
         // I/O adapters: netlink sockets through libnl (generic netlink for now).
-        .target(name: "MeshNetlink", dependencies: ["CNetlink", "CNetlinkGenl", "CNetlinkRoute"]),
+        .target(name: "MeshNetlink", dependencies: ["CNetlink", "CNetlinkGenl", "CNetlinkRoute", "MeshBase", "MeshCrypto", "MeshWireGuard"]),
 
         // Wiring: the CLI and (later) the daemon.
         .executableTarget(name: "MeshguardAgent", dependencies: [
@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "MeshWireGuardTests", dependencies: ["MeshWireGuard", "MeshCrypto", "MeshBase", "MeshTestKit"]),
         .testTarget(name: "MeshSystemTests", dependencies: ["MeshSystem", "MeshIdentity", "MeshBase"]),
         .testTarget(name: "MeshLinuxTests", dependencies: ["MeshLinux", "MeshBase"]),
-        .testTarget(name: "MeshNetlinkTests", dependencies: ["MeshNetlink"]),
+        .testTarget(name: "MeshNetlinkTests", dependencies: ["MeshNetlink", "MeshWireGuard", "MeshLinux", "MeshBase"]),
         .testTarget(name: "MeshguardAgentTests", dependencies: ["MeshguardAgent"]),
     ]
 )
