@@ -57,11 +57,20 @@ let package = Package(
         // I/O adapters: netlink sockets through libnl (generic netlink for now).
         .target(name: "MeshNetlink", dependencies: ["CNetlink", "CNetlinkGenl", "CNetlinkRoute", "MeshBase", "MeshCrypto", "MeshWireGuard"]),
 
+        // I/O adapters: the data plane, one model and two engines (kernel, userspace), chosen in one place.
+        .target(name: "MeshDataPlane", dependencies: [
+            "MeshBase", "MeshCrypto", "MeshWireGuard", "MeshNetlink", "MeshUserspace",
+        ]),
+
         // Wiring: the CLI and (later) the daemon.
         .executableTarget(name: "MeshguardAgent", dependencies: [
             "MeshBase", "MeshCrypto", "MeshIdentity", "MeshSystem", "MeshWireGuard", "MeshUserspace", "MeshLinux",
+            "MeshDataPlane", "MeshNetlink", "MeshCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Sans-IO mesh logic: static peers, the desired data-plane state (SWIM joins here later).
+        .target(name: "MeshCore", dependencies: ["MeshBase", "MeshCrypto", "MeshIdentity", "MeshWireGuard"]),
 
         // Test kit: in-memory twins (network of devices, virtual clock, packet builders).
         .target(name: "MeshTestKit", dependencies: ["MeshBase", "MeshCrypto", "MeshWireGuard"]),
@@ -71,8 +80,10 @@ let package = Package(
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto", "MeshBase"]),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity", "MeshCrypto", "MeshBase"]),
         .testTarget(name: "MeshWireGuardTests", dependencies: ["MeshWireGuard", "MeshCrypto", "MeshBase", "MeshTestKit"]),
+        .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore", "MeshIdentity", "MeshWireGuard", "MeshBase"]),
         .testTarget(name: "MeshSystemTests", dependencies: ["MeshSystem", "MeshIdentity", "MeshBase"]),
         .testTarget(name: "MeshLinuxTests", dependencies: ["MeshLinux", "MeshBase"]),
+        .testTarget(name: "MeshUserspaceTests", dependencies: ["MeshUserspace", "MeshLinux", "MeshWireGuard", "MeshBase"]),
         .testTarget(name: "MeshNetlinkTests", dependencies: ["MeshNetlink", "MeshWireGuard", "MeshLinux", "MeshBase"]),
         .testTarget(name: "MeshguardAgentTests", dependencies: ["MeshguardAgent"]),
     ]

@@ -31,9 +31,10 @@ struct MeshguardAgentCommand: ParsableCommand {
           meshguard-agent trusted                      list trusted peers
           meshguard-agent revoke laptop                stop trusting a peer
           meshguard-agent wireguard wg0                userspace WireGuard only, set up with wg(8)
+          meshguard-agent up --userspace               bring up mg0 with the peers in static-peers
         """,
         version: version,
-        subcommands: [Keygen.self, Export.self, ShowIdentity.self, Trust.self, Revoke.self, Trusted.self, WireGuardCommand.self]
+        subcommands: [Up.self, Keygen.self, Export.self, ShowIdentity.self, Trust.self, Revoke.self, Trusted.self, WireGuardCommand.self]
     )
 }
 

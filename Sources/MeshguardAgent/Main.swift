@@ -61,4 +61,5 @@ enum Terminal {
     }
 
     static func warn(_ line: String) { printError("meshguard-agent: warning: \(line)") }
+    static func info(_ line: String) { printError("meshguard-agent: \(line)") }
 }

@@ -1,0 +1,54 @@
+// What the data plane should look like, from this node's identity, the peers
+// it trusts and what it knows of their endpoints. Pure: the daemon feeds it
+// and hands the result to a DataPlane, which reconciles.
+//
+//   private key   the identity's X25519 key
+//   each peer     WireGuard key from its identity key; allowed IPs its mesh
+//                 /32 and /128; endpoint if known
+import MeshBase
+import MeshCrypto
+import MeshIdentity
+import MeshWireGuard
+
+public struct MeshPeerState: Equatable, Sendable {
+    public let key: IdentityPublicKey
+    public var endpoint: Endpoint?
+    public var persistentKeepalive: UInt16?
+    public init(key: IdentityPublicKey, endpoint: Endpoint?, persistentKeepalive: UInt16? = nil) {
+        self.key = key; self.endpoint = endpoint; self.persistentKeepalive = persistentKeepalive
+    }
+}
+
+public enum DesiredState {
+    /// The mesh addresses of this node, as interface addresses (IPv4 /16, IPv6 /64).
+    public static func interfaceAddresses(_ identity: Identity) -> [(IPAddress, Int)] {
+        let a = identity.meshAddresses
+        return [(.v4(a.ipv4), MeshAddresses.ipv4PrefixLength), (.v6(a.ipv6), MeshAddresses.ipv6PrefixLength)]
+    }
+
+    /// The WireGuard device for `identity` with `peers` (untrusted keys must already be filtered out).
+    public static func device(identity: Identity, listenPort: UInt16, peers: [MeshPeerState]) -> DeviceConfiguration {
+        var c = DeviceConfiguration(privateKey: identity.wireGuardPrivateKey.secret, listenPort: listenPort)
+        for p in peers where p.key != identity.publicKey {
+            let a = p.key.meshAddresses
+            c.peers.append(PeerConfiguration(publicKey: p.key.wireGuardPublicKey, endpoint: p.endpoint,
+                                             persistentKeepaliveInterval: p.persistentKeepalive,
+                                             allowedIPs: [.host(.v4(a.ipv4)), .host(.v6(a.ipv6))]))
+        }
+        return c
+    }
+
+    /// Resolves static peers against the trust set: every entry must name a trusted peer.
+    public static func resolve(_ entries: [StaticPeer], trust: TrustSet) -> (peers: [MeshPeerState], problems: [String]) {
+        var peers: [MeshPeerState] = []
+        var problems: [String] = []
+        for e in entries {
+            if let p = trust.find(e.nameOrKey) {
+                peers.append(MeshPeerState(key: p.key, endpoint: e.endpoint))
+            } else {
+                problems.append("line \(e.line): '\(e.nameOrKey)' is not a trusted peer (add it with: meshguard-agent trust)")
+            }
+        }
+        return (peers, problems)
+    }
+}

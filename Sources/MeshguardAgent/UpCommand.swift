@@ -1,0 +1,115 @@
+// `meshguard-agent up`: brings up the mesh interface with this node's
+// identity and mesh addresses, and programs the data plane with the trusted
+// peers from the static peers file. Runs in the foreground; SIGHUP reloads
+// trust and peers (only changes are applied), SIGINT/SIGTERM remove the
+// interface and exit. Membership by gossip (issue 5) feeds the same path.
+import ArgumentParser
+import MeshBase
+import MeshCore
+import MeshDataPlane
+import MeshIdentity
+import MeshNetlink
+import MeshSystem
+import MeshWireGuard
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Up: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Bring up the mesh interface and program it with the trusted peers.",
+        discussion: """
+        The data plane is the kernel's WireGuard when the module is there (or
+        loads), else meshguard-agent's own userspace WireGuard (--mode auto, the
+        default); --kernel and --userspace force one. Peers come from the static
+        peers file (<config-dir>/static-peers, or --peers): one line per peer,
+        '<name-or-key> <address>:<port>', for peers in authorized_keys/.
+        SIGHUP reloads trust and peers; SIGTERM removes the interface.
+        """)
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Data plane: auto, kernel or userspace.") var mode: DataPlaneMode = .auto
+    @Flag(help: "Use the kernel's WireGuard (same as --mode kernel).") var kernel = false
+    @Flag(help: "Use the userspace WireGuard (same as --mode userspace).") var userspace = false
+    @Option(name: .customLong("interface"), help: "Interface name.") var interfaceName = "mg0"
+    @Option(help: "Interface MTU.") var mtu = 1420
+    @Option(name: .customLong("listen-port"), help: "WireGuard UDP port (default 51820 kernel, 51821 userspace).") var listenPort: UInt16?
+    @Option(name: .customLong("peers"), help: ArgumentHelp("Static peers file.", valueName: "file")) var peersFile: String?
+
+    func validate() throws {
+        if kernel && userspace { throw ValidationError("--kernel and --userspace exclude each other") }
+        guard !interfaceName.isEmpty, interfaceName.utf8.count <= 15, !interfaceName.contains("/"),
+              interfaceName.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+            throw ValidationError("invalid interface name '\(interfaceName)': use 1-15 characters, no '/' or spaces")
+        }
+        guard (1280...65535).contains(mtu) else { throw ValidationError("--mtu must be between 1280 and 65535") }
+    }
+
+    var chosenMode: DataPlaneMode { kernel ? .kernel : userspace ? .userspace : mode }
+
+    /// Identity, trust and static peers, read fresh (start and every SIGHUP).
+    func loadPeers(_ dir: ConfigDirectory) throws -> [MeshPeerState] {
+        let (trust, problems) = try cli { try dir.loadTrust() }
+        for p in problems { Terminal.warn("skipped \(p)") }
+        let path = peersFile ?? Files.join(dir.path, "static-peers")
+        let text: String
+        do {
+            text = try Files.readText(path)
+        } catch let e where e.isNotFound && peersFile == nil {
+            return []
+        } catch {
+            throw CLIError(error)
+        }
+        let entries: [StaticPeer]
+        do { entries = try StaticPeers.parse(text) } catch { throw CLIError("\(path): \(error)") }
+        let (peers, unresolved) = DesiredState.resolve(entries, trust: trust)
+        for u in unresolved { Terminal.warn("\(path): \(u)") }
+        return peers
+    }
+
+    func run() throws {
+        let dir = try options.directory()
+        let identity = try cli { try dir.loadIdentity() }
+        var peers = try loadPeers(dir)
+
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, s) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        let addresses = DesiredState.interfaceAddresses(identity).map { RouteNetlink.InterfaceAddress($0.0, prefixLength: $0.1) }
+        let settings = InterfaceSettings(name: interfaceName, mtu: mtu, addresses: addresses)
+        let plane: DataPlane
+        let reason: String
+        do {
+            (plane, reason) = try DataPlaneFactory.open(mode: chosenMode, interface: settings)
+        } catch {
+            throw CLIError("\(error)")
+        }
+        let port = listenPort ?? (plane.mode == .kernel ? 51820 : 51821)
+        Terminal.info("data plane \(plane.mode.rawValue) (\(reason)); interface \(plane.interfaceName) \(addresses.map(\.description).joined(separator: " ")) port \(port)")
+        do {
+            try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
+        } catch {
+            plane.close()
+            throw CLIError("cannot configure \(plane.interfaceName): \(error)")
+        }
+        Terminal.info("\(peers.count) peer(s) configured; running (SIGHUP reloads, SIGTERM stops)")
+        var received: Int32 = 0
+        while true {
+            sigwait(&signals, &received)
+            guard received == SIGHUP else { break }
+            do {
+                peers = try loadPeers(dir)
+                let change = try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
+                Terminal.info("reloaded: \(change.peers.count) peer change(s), \(peers.count) peer(s) configured")
+            } catch {
+                Terminal.warn("reload failed, keeping the current configuration: \(error)")
+            }
+        }
+        plane.close()
+        Terminal.info("stopped; interface \(plane.interfaceName) removed")
+    }
+}
+
+extension DataPlaneMode: ExpressibleByArgument {}

@@ -1,0 +1,52 @@
+import Testing
+import MeshBase
+import MeshCrypto
+import MeshIdentity
+import MeshWireGuard
+@testable import MeshCore
+
+@Suite struct StaticPeersTests {
+    @Test func parsesCommentsBlanksAndBothFamilies() throws {
+        let text = """
+        # peers
+        node-b 192.0.2.2:51821   # trailing comment
+
+        \tRdT25APEtobsTQQe3IFWXRfNOFJA7ca9+pPSmd/Zbvs=  [2001:db8::1]:51820\r
+        """
+        let p = try StaticPeers.parse(text)
+        #expect(p.map(\.nameOrKey) == ["node-b", "RdT25APEtobsTQQe3IFWXRfNOFJA7ca9+pPSmd/Zbvs="])
+        #expect(p.map(\.endpoint) == [Endpoint("192.0.2.2:51821")!, Endpoint("[2001:db8::1]:51820")!])
+        #expect(p.map(\.line) == [2, 4])
+    }
+
+    @Test(arguments: [("a", 1), ("a b c", 1), ("a 1.2.3.4", 1), ("a 1.2.3.4:0", 1), ("a host:1", 1), ("\na 1.2.3.4:99999", 2), ("a 1.2.3.4:1\na 1.2.3.5:1", 2)])
+    func badLinesNameTheLine(text: String, line: Int) {
+        do {
+            _ = try StaticPeers.parse(text)
+            Issue.record("accepted: \(text)")
+        } catch {
+            #expect(error.line == line)
+            #expect(error.description.hasPrefix("line \(line): "))
+        }
+    }
+}
+
+@Suite struct DesiredStateTests {
+    @Test func deviceFromIdentityAndPeers() throws {
+        let me = Identity.generate(), other = Identity.generate()
+        var trust = TrustSet()
+        try trust.add(name: "other", key: other.publicKey)
+        let (peers, problems) = DesiredState.resolve([StaticPeer(nameOrKey: "other", endpoint: Endpoint("192.0.2.9:51820")!, line: 1),
+                                                      StaticPeer(nameOrKey: "stranger", endpoint: Endpoint("192.0.2.8:1")!, line: 2)], trust: trust)
+        #expect(peers.count == 1 && problems.count == 1 && problems[0].hasPrefix("line 2: 'stranger' is not a trusted peer"))
+        let d = DesiredState.device(identity: me, listenPort: 51820, peers: peers + [MeshPeerState(key: me.publicKey, endpoint: nil)])
+        #expect(d.privateKey?.constantTimeEquals(me.wireGuardPrivateKey.secret) == true)
+        #expect(d.listenPort == 51820)
+        #expect(d.peers.count == 1)   // never ourselves
+        let p = d.peers[0]
+        #expect(p.publicKey == other.wireGuardPublicKey && p.endpoint == Endpoint("192.0.2.9:51820"))
+        #expect(p.allowedIPs == [.host(.v4(other.meshAddresses.ipv4)), .host(.v6(other.meshAddresses.ipv6))])
+        let addrs = DesiredState.interfaceAddresses(me)
+        #expect(addrs[0].0 == .v4(me.meshAddresses.ipv4) && addrs[0].1 == 16 && addrs[1].1 == 64)
+    }
+}
