@@ -40,6 +40,8 @@ public protocol DataPlane: AnyObject {
     /// Makes the device match `desired` (a complete state); returns the change applied.
     @discardableResult
     func apply(desired: DeviceConfiguration) throws -> DeviceConfiguration
+    /// Forget any cached view of the device: the next `apply` reconciles against what it really has.
+    func resync()
     /// The device as it is.
     func snapshot() throws -> DeviceConfiguration
     /// Stops the engine; the interface is removed.
@@ -82,6 +84,10 @@ public final class KernelDataPlane: DataPlane {
     public let mode = DataPlaneMode.kernel
     public let interfaceName: String
     let wireguard: KernelWireGuard
+    /// The state last applied. Changes are computed against it, so a one-peer
+    /// change costs one small message, not a dump of every peer; `resync`
+    /// (at start, and whenever asked) reads the device back to catch drift.
+    private var applied: DeviceConfiguration?
 
     /// Finds or creates the link (after a crash it is still there: reuse it).
     public init(_ settings: InterfaceSettings) throws {
@@ -101,10 +107,16 @@ public final class KernelDataPlane: DataPlane {
 
     @discardableResult
     public func apply(desired: DeviceConfiguration) throws -> DeviceConfiguration {
-        let change = Reconcile.change(from: try wireguard.device(interfaceName), to: desired)
+        let base = try applied ?? wireguard.device(interfaceName)
+        let change = Reconcile.change(from: base, to: desired)
+        applied = nil
         if !Reconcile.isEmpty(change) { try wireguard.apply(change, to: interfaceName) }
+        applied = desired
         return change
     }
+
+    /// Forgets the cached state: the next `apply` reads the device first.
+    public func resync() { applied = nil }
 
     public func snapshot() throws -> DeviceConfiguration { try wireguard.device(interfaceName) }
 
@@ -135,6 +147,8 @@ public final class UserspaceDataPlane: DataPlane {
         if !Reconcile.isEmpty(change) { try engine.apply(change) }
         return change
     }
+
+    public func resync() {}
 
     public func snapshot() throws -> DeviceConfiguration { engine.snapshot() }
 

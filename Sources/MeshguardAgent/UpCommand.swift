@@ -101,6 +101,7 @@ struct Up: ParsableCommand {
             guard received == SIGHUP else { break }
             do {
                 peers = try loadPeers(dir)
+                plane.resync()   // an administrator's reload also repairs drift (e.g. a manual `wg set`)
                 let change = try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
                 Terminal.info("reloaded: \(change.peers.count) peer change(s), \(peers.count) peer(s) configured")
             } catch {

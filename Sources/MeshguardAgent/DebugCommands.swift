@@ -1,0 +1,55 @@
+// Hidden developer commands: used by the benchmarks in bench/, not by users.
+import ArgumentParser
+import MeshLinux
+import MeshNetlink
+import MeshSystem
+import MeshBase
+import MeshWireGuard
+
+struct Debug: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Developer tools for benchmarks.", shouldDisplay: false,
+        subcommands: [KernelApply.self])
+}
+
+/// Applies a wg(8) configuration file to a kernel WireGuard interface through
+/// the agent's netlink path, the way `up` does, and prints how long it took.
+struct KernelApply: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernel-apply",
+        abstract: "Apply a wg-format configuration to a kernel interface; print milliseconds.")
+    @Argument var interface: String
+    @Argument var file: String
+    @Flag(help: "Reconcile against the device read back over netlink: apply only the difference.") var reconcile = false
+    @Option(help: ArgumentHelp("Reconcile against this earlier configuration, as the agent does with its cached state.", valueName: "file"))
+    var from: String?
+
+    func run() throws {
+        let text = try cli { try Files.readText(file, limit: 64 << 20) }
+        var desired: DeviceConfiguration
+        do { desired = try ConfFile.parse(text) } catch { throw CLIError("\(file): \(error)") }
+        guard let wg = try cli({ try KernelWireGuard() }) else { throw CLIError("the kernel has no wireguard module") }
+        var previous: DeviceConfiguration?
+        if let from {
+            do { previous = try ConfFile.parse(try cli { try Files.readText(from, limit: 64 << 20) }) } catch { throw CLIError("\(from): \(error)") }
+        }
+        let start = MonotonicClock.now()
+        var applied = desired
+        if reconcile || previous != nil {
+            desired.replacePeers = false
+            let actual = try previous ?? cli { try wg.device(interface) }
+            applied = Reconcile.change(from: actual, to: desired)
+        }
+        if !Reconcile.isEmpty(applied) { try cli { try wg.apply(applied, to: interface) } }
+        let ms = Double((MonotonicClock.now() - start).nanosecondsClamped) / 1e6
+        print("applied \(applied.peers.count) peer change(s) in \(String(format2: ms)) ms")
+    }
+}
+
+extension String {
+    /// A Double with two decimals, without Foundation.
+    init(format2 v: Double) {
+        let cents = Int((v * 100).rounded())
+        self = "\(cents / 100).\(cents % 100 < 10 ? "0" : "")\(cents % 100)"
+    }
+}
