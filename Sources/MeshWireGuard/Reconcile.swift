@@ -18,20 +18,19 @@ public enum Reconcile {
         if let p = desired.listenPort, p != actual.listenPort { c.listenPort = p }
         if let m = desired.firewallMark, m != (actual.firewallMark ?? 0) { c.firewallMark = m }
 
-        let wanted = Dictionary(desired.peers.map { ($0.publicKey, $0) }, uniquingKeysWith: { _, last in last })
-        for p in actual.peers where wanted[p.publicKey] == nil {
-            c.peers.append(PeerConfiguration(publicKey: p.publicKey, remove: true))
-        }
-        let existing = Dictionary(actual.peers.map { ($0.publicKey, $0) }, uniquingKeysWith: { _, last in last })
-        var seen = Set<Bytes32>()
-        for want in desired.peers where seen.insert(want.publicKey).inserted {
-            let wantedIPs = Set(want.allowedIPs)
-            guard let have = existing[want.publicKey] else {
+        // One pass over each side; allowed-IP sets are built only when the
+        // lists differ as written (the agent always lists them in one order).
+        var existing = [Bytes32: Int](minimumCapacity: actual.peers.count)
+        for (i, p) in actual.peers.enumerated() { existing[p.publicKey] = i }
+        var wanted = Set<Bytes32>(minimumCapacity: desired.peers.count)
+        for want in desired.peers where wanted.insert(want.publicKey).inserted {
+            guard let i = existing[want.publicKey] else {
                 c.peers.append(PeerConfiguration(publicKey: want.publicKey, presharedKey: want.presharedKey,
                                                  endpoint: want.endpoint, persistentKeepaliveInterval: want.persistentKeepaliveInterval,
-                                                 replaceAllowedIPs: true, allowedIPs: wantedIPs.sorted()))
+                                                 replaceAllowedIPs: true, allowedIPs: Array(Set(want.allowedIPs)).sorted()))
                 continue
             }
+            let have = actual.peers[i]
             var d = PeerConfiguration(publicKey: want.publicKey)
             var changed = false
             let wantPSK = want.presharedKey ?? .zero, havePSK = have.presharedKey ?? .zero
@@ -39,13 +38,18 @@ public enum Reconcile {
             if let e = want.endpoint, e != have.endpoint { d.endpoint = e; changed = true }
             let wantKeepalive = want.persistentKeepaliveInterval ?? 0
             if wantKeepalive != (have.persistentKeepaliveInterval ?? 0) { d.persistentKeepaliveInterval = wantKeepalive; changed = true }
-            if wantedIPs != Set(have.allowedIPs) {
-                d.replaceAllowedIPs = true
-                d.allowedIPs = wantedIPs.sorted()
-                changed = true
+            if want.allowedIPs != have.allowedIPs {
+                let wantedIPs = Set(want.allowedIPs)
+                if wantedIPs != Set(have.allowedIPs) {
+                    d.replaceAllowedIPs = true
+                    d.allowedIPs = wantedIPs.sorted()
+                    changed = true
+                }
             }
             if changed { c.peers.append(d) }
         }
+        let removals = actual.peers.filter { !wanted.contains($0.publicKey) }.map { PeerConfiguration(publicKey: $0.publicKey, remove: true) }
+        c.peers.insert(contentsOf: removals, at: 0)
         return c
     }
 

@@ -40,9 +40,12 @@ struct KernelApply: ParsableCommand {
             let actual = try previous ?? cli { try wg.device(interface) }
             applied = Reconcile.change(from: actual, to: desired)
         }
+        let computed = MonotonicClock.now()
         if !Reconcile.isEmpty(applied) { try cli { try wg.apply(applied, to: interface) } }
-        let ms = Double((MonotonicClock.now() - start).nanosecondsClamped) / 1e6
-        print("applied \(applied.peers.count) peer change(s) in \(String(format2: ms)) ms")
+        let end = MonotonicClock.now()
+        let diff = Double((computed - start).nanosecondsClamped) / 1e6
+        let ms = Double((end - start).nanosecondsClamped) / 1e6
+        print("applied \(applied.peers.count) peer change(s) (diff \(String(format2: diff)) ms, netlink \(String(format2: ms - diff)) ms) in \(String(format2: ms)) ms")
     }
 }
 
