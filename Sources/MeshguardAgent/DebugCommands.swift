@@ -23,12 +23,15 @@ struct KernelApply: ParsableCommand {
     @Flag(help: "Reconcile against the device read back over netlink: apply only the difference.") var reconcile = false
     @Option(help: ArgumentHelp("Reconcile against this earlier configuration, as the agent does with its cached state.", valueName: "file"))
     var from: String?
+    @Flag(help: "Only compute the change (needs --from); no kernel needed.") var dryRun = false
 
     func run() throws {
         let text = try cli { try Files.readText(file, limit: 64 << 20) }
         var desired: DeviceConfiguration
         do { desired = try ConfFile.parse(text) } catch { throw CLIError("\(file): \(error)") }
-        guard let wg = try cli({ try KernelWireGuard() }) else { throw CLIError("the kernel has no wireguard module") }
+        let wg = dryRun ? nil : try cli({ try KernelWireGuard() })
+        if !dryRun && wg == nil { throw CLIError("the kernel has no wireguard module") }
+        if dryRun && from == nil { throw CLIError("--dry-run needs --from") }
         var previous: DeviceConfiguration?
         if let from {
             do { previous = try ConfFile.parse(try cli { try Files.readText(from, limit: 64 << 20) }) } catch { throw CLIError("\(from): \(error)") }
@@ -37,11 +40,11 @@ struct KernelApply: ParsableCommand {
         var applied = desired
         if reconcile || previous != nil {
             desired.replacePeers = false
-            let actual = try previous ?? cli { try wg.device(interface) }
+            let actual = try previous ?? cli { try wg!.device(interface) }
             applied = Reconcile.change(from: actual, to: desired)
         }
         let computed = MonotonicClock.now()
-        if !Reconcile.isEmpty(applied) { try cli { try wg.apply(applied, to: interface) } }
+        if let wg, !Reconcile.isEmpty(applied) { try cli { try wg.apply(applied, to: interface) } }
         let end = MonotonicClock.now()
         let diff = Double((computed - start).nanosecondsClamped) / 1e6
         let ms = Double((end - start).nanosecondsClamped) / 1e6
