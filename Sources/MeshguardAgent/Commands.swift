@@ -34,7 +34,7 @@ struct MeshguardAgentCommand: ParsableCommand {
           meshguard-agent up --userspace               bring up mg0 with the peers in static-peers
         """,
         version: version,
-        subcommands: [Up.self, Keygen.self, Export.self, ShowIdentity.self, Trust.self, Revoke.self, Trusted.self, WireGuardCommand.self, Debug.self]
+        subcommands: [Up.self, Status.self, Keygen.self, Export.self, ShowIdentity.self, Trust.self, Revoke.self, Trusted.self, WireGuardCommand.self, Debug.self]
     )
 }
 

@@ -28,6 +28,7 @@ struct Up: ParsableCommand {
         """)
 
     @OptionGroup var options: ConfigOptions
+    @OptionGroup var runtime: RuntimeOptions
     @Option(help: "Data plane: auto, kernel or userspace.") var mode: DataPlaneMode = .auto
     @Flag(help: "Use the kernel's WireGuard (same as --mode kernel).") var kernel = false
     @Flag(help: "Use the userspace WireGuard (same as --mode userspace).") var userspace = false
@@ -94,6 +95,26 @@ struct Up: ParsableCommand {
             plane.close()
             throw CLIError("cannot configure \(plane.interfaceName): \(error)")
         }
+        let statusFile = runtime.statusFile(plane.interfaceName)
+        func writeStatus() {
+            var text = "mode:       \(plane.mode.rawValue) (\(reason))\n"
+            text += "interface:  \(plane.interfaceName)\n"
+            text += "identity:   \(identity.publicKey.base64)\n"
+            text += "wireguard:  \(identity.wireGuardPublicKey.base64)\n"
+            text += "addresses:  \(addresses.map(\.description).joined(separator: " "))\n"
+            text += "port:       \(port)\n"
+            text += "peers:      \(peers.count)\n"
+            for p in peers {
+                text += "  \(p.key.abbreviated)  \(p.endpoint.map(\.description) ?? "(no endpoint)")  \(p.key.meshAddresses.ipv4) \(p.key.meshAddresses.ipv6)\n"
+            }
+            do {
+                try Files.createDirectory(runtime.path, mode: 0o755)
+                try Files.writeAtomically(statusFile, contents: Array(text.utf8), mode: 0o644)
+            } catch {
+                Terminal.warn("cannot write status: \(error)")
+            }
+        }
+        writeStatus()
         Terminal.info("\(peers.count) peer(s) configured; running (SIGHUP reloads, SIGTERM stops)")
         var received: Int32 = 0
         while true {
@@ -103,12 +124,14 @@ struct Up: ParsableCommand {
                 peers = try loadPeers(dir)
                 plane.resync()   // an administrator's reload also repairs drift (e.g. a manual `wg set`)
                 let change = try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
+                writeStatus()
                 Terminal.info("reloaded: \(change.peers.count) peer change(s), \(peers.count) peer(s) configured")
             } catch {
                 Terminal.warn("reload failed, keeping the current configuration: \(error)")
             }
         }
         plane.close()
+        try? Files.remove(statusFile)
         Terminal.info("stopped; interface \(plane.interfaceName) removed")
     }
 }

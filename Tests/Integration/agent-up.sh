@@ -24,14 +24,17 @@ echo "node-a 192.0.2.1:51821" > "$tmp/b/static-peers"
 ipv4() { "$AGENT" show-identity --config-dir "$tmp/$1" 2>/dev/null | awk '/mesh ipv4/ {print $3}'; }
 ipv6() { "$AGENT" show-identity --config-dir "$tmp/$1" 2>/dev/null | awk '/mesh ipv6/ {print $3}'; }
 
-ip netns exec "$A" "$AGENT" up --userspace --interface "$IF_A" --config-dir "$tmp/a" 2>"$tmp/a.log" &
+ip netns exec "$A" "$AGENT" up --userspace --interface "$IF_A" --config-dir "$tmp/a" --runtime-dir "$tmp/run" 2>"$tmp/a.log" &
 PID_A=$!; PIDS+=($PID_A)
-ip netns exec "$B" "$AGENT" up --interface "$IF_B" --config-dir "$tmp/b" 2>"$tmp/b.log" &
+ip netns exec "$B" "$AGENT" up --interface "$IF_B" --config-dir "$tmp/b" --runtime-dir "$tmp/run" 2>"$tmp/b.log" &
 PID_B=$!; PIDS+=($PID_B)
 wait_socket "$IF_A"; wait_socket "$IF_B"
 for _ in $(seq 100); do grep -q "running" "$tmp/a.log" && grep -q "running" "$tmp/b.log" && break; sleep 0.05; done
 
 check "auto mode chose userspace and said why" grep -q "data plane userspace (userspace: the kernel has no wireguard module" "$tmp/b.log"
+status_b=$("$AGENT" status --interface "$IF_B" --runtime-dir "$tmp/run")
+check "status says the mode and why" grep -q "^mode: *userspace (userspace: the kernel has no wireguard module" <<<"$status_b"
+check "status lists the peer and its endpoint" grep -q "192.0.2.1:51821" <<<"$status_b"
 check "the interface carries the mesh IPv4 /16" grep -q "$(ipv4 a)/16" <<<"$(ip -n "$A" addr show "$IF_A")"
 check "the interface carries the mesh IPv6 /64" grep -q "$(ipv6 a)/64" <<<"$(ip -n "$A" addr show "$IF_A")"
 check "ping the peer's mesh IPv4" ip netns exec "$A" ping -c 3 -i 0.2 -W 2 "$(ipv4 b)"
@@ -50,6 +53,7 @@ check "the revoked peer is unreachable" bash -c "! ip netns exec $A ping -c 1 -W
 kill -TERM "$PID_A"; wait "$PID_A"; rc=$?
 check "SIGTERM exits cleanly" test "$rc" -eq 0
 check "SIGTERM removes the interface" bash -c "! ip -n $A link show $IF_A 2>/dev/null"
+check "status after stop says no agent runs" bash -c "! $AGENT status --interface $IF_A --runtime-dir $tmp/run 2>&1 | grep -q '^mode'"
 
 "$AGENT" keygen --config-dir "$tmp/k" >/dev/null
 if ! "$AGENT" up --kernel --interface mgk$RUN --config-dir "$tmp/k" 2>"$tmp/k.log"; then

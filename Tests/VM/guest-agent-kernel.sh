@@ -38,7 +38,7 @@ started() { for _ in $(seq 200); do grep -q "running" "$1" && return 0; sleep 0.
 
 start() {  # start NS DIR LOG ARGS...
     local ns=$1 d=$2 log=$3; shift 3
-    ip netns exec "$ns" "$AGENT" up --config-dir "$tmp/$d" "$@" 2>"$log" &
+    ip netns exec "$ns" "$AGENT" up --config-dir "$tmp/$d" --runtime-dir "$tmp/run-$ns" "$@" 2>"$log" &
     PIDS+=($!)
     started "$log"
 }
@@ -48,7 +48,9 @@ start ka a "$tmp/a.log" --kernel; PID_A=${PIDS[-1]}
 start kb b "$tmp/b.log"; PID_B=${PIDS[-1]}
 check "--kernel uses the kernel module" grep -q "data plane kernel" "$tmp/a.log"
 check "auto mode picks the kernel and says why" grep -q "data plane kernel (kernel: " "$tmp/b.log"
+check "status says kernel and why" grep -q "^mode: *kernel (kernel: " <<<"$("$AGENT" status --runtime-dir "$tmp/run-kb")"
 check "mg0 is a wireguard link" grep -q "wireguard" <<<"$(ip -n ka -d link show mg0)"
+check "the mesh prefixes are routed to mg0" bash -c "ip -n ka route show dev mg0 | grep -q '^10.99.0.0/16' && ip -n ka -6 route show dev mg0 | grep -q '^fd99:6d67::/64'"
 check "mg0 carries the mesh IPv4 /16" grep -q "$(v4 a)/16" <<<"$(ip -n ka addr show mg0)"
 check "ping over the kernel tunnel (IPv4)" ip netns exec ka ping -c 3 -i 0.2 -W 2 "$(v4 b)"
 check "ping over the kernel tunnel (IPv6)" ip netns exec kb ping -6 -c 3 -i 0.2 -W 2 "$(v6 a)"
