@@ -84,30 +84,45 @@ public enum ChaChaPoly {
 extension ChaChaPoly {
     /// ciphertext || tag under an arbitrary 12-byte nonce (RFC 8439 form).
     public static func seal<K: ContiguousBytes>(key: K, nonce: [UInt8], plaintext: [UInt8], aad: [UInt8] = []) -> [UInt8] {
-        Sodium.ensure()
         precondition(nonce.count == nonceLength, "ChaCha20-Poly1305 nonces are 12 bytes")
+        return AEADCall.seal(crypto_aead_chacha20poly1305_ietf_encrypt, key: key, nonce: nonce, plaintext: plaintext, aad: aad)
+    }
+
+    public static func open<K: ContiguousBytes>(key: K, nonce: [UInt8], ciphertext: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
+        guard nonce.count == nonceLength else { throw CryptoError.badLength(expected: nonceLength, got: nonce.count) }
+        return try AEADCall.open(crypto_aead_chacha20poly1305_ietf_decrypt, key: key, nonce: nonce, ciphertext: ciphertext, aad: aad)
+    }
+}
+
+/// The combined-mode libsodium AEAD calls, which share one signature.
+enum AEADCall {
+    typealias Encrypt = (UnsafeMutablePointer<UInt8>, UnsafeMutablePointer<UInt64>?, UnsafePointer<UInt8>?, UInt64,
+                         UnsafePointer<UInt8>?, UInt64, UnsafePointer<UInt8>?, UnsafePointer<UInt8>, UnsafePointer<UInt8>) -> Int32
+    typealias Decrypt = (UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt64>?, UnsafeMutablePointer<UInt8>?,
+                         UnsafePointer<UInt8>, UInt64, UnsafePointer<UInt8>?, UInt64, UnsafePointer<UInt8>, UnsafePointer<UInt8>) -> Int32
+    static let tagLength = 16
+
+    static func seal<K: ContiguousBytes>(_ encrypt: Encrypt, key: K, nonce: [UInt8], plaintext: [UInt8], aad: [UInt8]) -> [UInt8] {
+        Sodium.ensure()
         var out = [UInt8](repeating: 0, count: plaintext.count + tagLength)
         var clen: UInt64 = 0
         key.withUnsafeBytes { k in
-            precondition(k.count == keyLength, "ChaCha20-Poly1305 keys are 32 bytes")
-            _ = crypto_aead_chacha20poly1305_ietf_encrypt(
-                &out, &clen, plaintext, UInt64(plaintext.count), aad, UInt64(aad.count), nil, nonce,
-                k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            precondition(k.count == 32, "AEAD keys are 32 bytes")
+            _ = encrypt(&out, &clen, plaintext, UInt64(plaintext.count), aad, UInt64(aad.count), nil, nonce,
+                        k.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
         return out
     }
 
-    public static func open<K: ContiguousBytes>(key: K, nonce: [UInt8], ciphertext: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
+    static func open<K: ContiguousBytes>(_ decrypt: Decrypt, key: K, nonce: [UInt8], ciphertext: [UInt8], aad: [UInt8]) throws -> [UInt8] {
         Sodium.ensure()
-        guard nonce.count == nonceLength else { throw CryptoError.badLength(expected: nonceLength, got: nonce.count) }
         guard ciphertext.count >= tagLength else { throw CryptoError.authenticationFailed }
         var out = [UInt8](repeating: 0, count: ciphertext.count - tagLength)
         var mlen: UInt64 = 0
         let rc = key.withUnsafeBytes { k in
-            precondition(k.count == keyLength, "ChaCha20-Poly1305 keys are 32 bytes")
-            return crypto_aead_chacha20poly1305_ietf_decrypt(
-                &out, &mlen, nil, ciphertext, UInt64(ciphertext.count), aad, UInt64(aad.count), nonce,
-                k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            precondition(k.count == 32, "AEAD keys are 32 bytes")
+            return decrypt(&out, &mlen, nil, ciphertext, UInt64(ciphertext.count), aad, UInt64(aad.count), nonce,
+                           k.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
         guard rc == 0 else { throw CryptoError.authenticationFailed }
         return out
@@ -121,32 +136,12 @@ public enum XChaChaPoly {
 
     /// ciphertext || tag.
     public static func seal<K: ContiguousBytes>(key: K, nonce: [UInt8], plaintext: [UInt8], aad: [UInt8] = []) -> [UInt8] {
-        Sodium.ensure()
         precondition(nonce.count == nonceLength, "XChaCha20-Poly1305 nonces are 24 bytes")
-        var out = [UInt8](repeating: 0, count: plaintext.count + tagLength)
-        var clen: UInt64 = 0
-        key.withUnsafeBytes { k in
-            precondition(k.count == keyLength, "XChaCha20-Poly1305 keys are 32 bytes")
-            _ = crypto_aead_xchacha20poly1305_ietf_encrypt(
-                &out, &clen, plaintext, UInt64(plaintext.count), aad, UInt64(aad.count), nil, nonce,
-                k.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        }
-        return out
+        return AEADCall.seal(crypto_aead_xchacha20poly1305_ietf_encrypt, key: key, nonce: nonce, plaintext: plaintext, aad: aad)
     }
 
     public static func open<K: ContiguousBytes>(key: K, nonce: [UInt8], ciphertext: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
-        Sodium.ensure()
         guard nonce.count == nonceLength else { throw CryptoError.badLength(expected: nonceLength, got: nonce.count) }
-        guard ciphertext.count >= tagLength else { throw CryptoError.authenticationFailed }
-        var out = [UInt8](repeating: 0, count: ciphertext.count - tagLength)
-        var mlen: UInt64 = 0
-        let rc = key.withUnsafeBytes { k in
-            precondition(k.count == keyLength, "XChaCha20-Poly1305 keys are 32 bytes")
-            return crypto_aead_xchacha20poly1305_ietf_decrypt(
-                &out, &mlen, nil, ciphertext, UInt64(ciphertext.count), aad, UInt64(aad.count), nonce,
-                k.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        }
-        guard rc == 0 else { throw CryptoError.authenticationFailed }
-        return out
+        return try AEADCall.open(crypto_aead_xchacha20poly1305_ietf_decrypt, key: key, nonce: nonce, ciphertext: ciphertext, aad: aad)
     }
 }

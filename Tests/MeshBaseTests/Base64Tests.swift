@@ -11,7 +11,7 @@ import Testing
     }
 
     @Test func roundTripsEveryLength() {
-        var rng = SplitMix64(seed: 1)
+        var rng = SeededRandom(seed: 1)
         for n in 0..<200 {
             let bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             #expect(Base64.decode(Base64.encode(bytes)) == bytes)
@@ -53,18 +53,5 @@ import Testing
         a[0] = 1; b[31] = 0xff
         #expect(Bytes32(b)! < Bytes32(a)!)
         #expect(!(Bytes32(a)! < Bytes32(a)!))
-    }
-}
-
-/// A small deterministic generator for tests.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
     }
 }

@@ -92,7 +92,7 @@ let blake3Vectors: [BLAKE3Vector] = [
     }
 
     @Test func incrementalEqualsOneShot() {
-        var rng = SplitMix64(seed: 3)
+        var rng = SeededRandom(seed: 3)
         let data = (0..<5000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         var h = BLAKE3()
         var i = 0
@@ -109,7 +109,7 @@ let blake3Vectors: [BLAKE3Vector] = [
         let b3sum = "/usr/bin/b3sum"
         try #require(FileManager.default.isExecutableFile(atPath: b3sum),
                      "b3sum is missing: run scripts/bootstrap (it installs Debian's b3sum)")
-        var rng = SplitMix64(seed: 11)
+        var rng = SeededRandom(seed: 11)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("b3-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }

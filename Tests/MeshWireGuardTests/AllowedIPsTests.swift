@@ -7,19 +7,8 @@ import Testing
 import MeshBase
 @testable import MeshWireGuard
 
-/// SplitMix64 (Steele, Lea and Flood, 2014): the seeded generator of the
-/// replay, allowed-IPs and index-table tests.
-struct TablesRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
+/// The seeded generator of the replay, allowed-IPs and index-table tests.
+typealias TablesRNG = SeededRandom
 
 private func ip4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> IPAddress { .v4(IPv4Address(a, b, c, d)) }
 
