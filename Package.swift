@@ -69,17 +69,20 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Sans-IO state machines: SWIM membership with Lifeguard (probe, suspicion, gossip, push-pull).
+        .target(name: "MeshSWIM", dependencies: ["MeshBase"]),
         // Sans-IO mesh logic: static peers, the desired data-plane state (SWIM joins here later).
         .target(name: "MeshCore", dependencies: ["MeshBase", "MeshCrypto", "MeshIdentity", "MeshWireGuard"]),
 
         // Test kit: in-memory twins (network of devices, virtual clock, packet builders).
-        .target(name: "MeshTestKit", dependencies: ["MeshBase", "MeshCrypto", "MeshWireGuard"]),
+        .target(name: "MeshTestKit", dependencies: ["MeshBase", "MeshCrypto", "MeshWireGuard", "MeshSWIM"]),
 
         // Tests mirror the targets one to one.
         .testTarget(name: "MeshBaseTests", dependencies: ["MeshBase"]),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto", "MeshBase"]),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity", "MeshCrypto", "MeshBase"]),
         .testTarget(name: "MeshWireGuardTests", dependencies: ["MeshWireGuard", "MeshCrypto", "MeshBase", "MeshTestKit"]),
+        .testTarget(name: "MeshSWIMTests", dependencies: ["MeshSWIM", "MeshTestKit", "MeshBase"]),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore", "MeshIdentity", "MeshWireGuard", "MeshBase"]),
         .testTarget(name: "MeshSystemTests", dependencies: ["MeshSystem", "MeshIdentity", "MeshBase"]),
         .testTarget(name: "MeshLinuxTests", dependencies: ["MeshLinux", "MeshBase"]),

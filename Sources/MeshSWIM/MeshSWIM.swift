@@ -1,0 +1,1 @@
+// MeshSWIM: sans-IO SWIM membership (see docs/architecture.md).
