@@ -17,9 +17,9 @@ let agentBinary: String = {
     return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("meshguard-agent").path
 }()
 
-func agent(_ args: [String], env: [String: String] = [:]) throws -> Result {
+func agent(_ args: [String], env: [String: String] = [:], executable: String = agentBinary) throws -> Result {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: agentBinary)
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     var environment = ProcessInfo.processInfo.environment
     environment.removeValue(forKey: "MESHGUARD_CONFIG_DIR")
@@ -197,6 +197,21 @@ let thirdPub = "WzwJBpoH2Ms25ztijfWLsJ94IO/lg6yolQC0odscPFY="
         expectOneLineError(try agent(["trust", vectorPub, "--config-dir", s.path]), contains: "authorized_keys")
         // A configuration directory under a regular file.
         expectOneLineError(try agent(["keygen", "--config-dir", s.path + "/authorized_keys/x"]), contains: "authorized_keys")
+    }
+
+    /// An unreadable configuration directory (run as an unprivileged user; CI runs as root).
+    @Test func unreadableDirectoryIsAOneLineError() throws {
+        try #require(getuid() == 0, "needs root to switch to an unprivileged user")
+        let s = Scratch()
+        _ = try s.file("conf/identity.key", vectorKey)
+        chmod(s.path + "/conf", 0o700)
+        chmod(s.path, 0o755)
+        let r = try agent(["--reuid=65534", "--regid=65534", "--clear-groups", agentBinary, "show-identity", "--config-dir", s.path + "/conf"],
+                          executable: "/usr/bin/setpriv")
+        expectOneLineError(r, contains: "Permission denied")
+        let t = try agent(["--reuid=65534", "--regid=65534", "--clear-groups", agentBinary, "trusted", "--config-dir", s.path + "/conf"],
+                          executable: "/usr/bin/setpriv")
+        expectOneLineError(t, contains: "Permission denied")
     }
 
     @Test func versionAndHelp() throws {
