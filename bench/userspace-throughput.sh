@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# bench/userspace-throughput.sh [SECONDS]: TCP throughput (iperf3, one stream)
-# between two network namespaces over one veth, measured in the same run
-# through (1) the raw veth, (2) Debian's wireguard-go, (3) our userspace
-# engine (release build). Prints Mbit/s for each and our ratio to
-# wireguard-go. Run as root. Results go in docs/performance.md.
+# bench/userspace-throughput.sh [SECONDS] [RUNS]: TCP throughput (iperf3, one
+# stream) between two network namespaces over one veth, measured in the same
+# run through (1) the raw veth, (2) Debian's wireguard-go, (3) our userspace
+# engine (release build). Both tunnels stay up side by side and are measured
+# alternately RUNS times (default 3), so background load hits both alike;
+# prints the median Mbit/s of each and our ratio to wireguard-go. Run as
+# root. Results go in docs/performance.md.
 #
 #   ns S (server)  eth0 192.0.2.1 ── veth ── 192.0.2.2 eth0  ns C (client)
-#                  tunnel 10.7.0.1                 10.7.0.2 tunnel
+#                  wireguard-go 10.7.0.1 :51820      10.7.0.2 :51821
+#                  ours         10.8.0.1 :51830      10.8.0.2 :51831
 set -euo pipefail
 SECS=${1:-10}
+RUNS=${2:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUN=$$
 command -v iperf3 >/dev/null || { apt-get install -y -qq --no-install-recommends iperf3 >/dev/null; }
@@ -41,8 +45,8 @@ measure() {  # measure ADDR -> Mbit/s (receiver side)
 KS=$(wg genkey); KC=$(wg genkey); PS=$(echo "$KS" | wg pubkey); PC=$(echo "$KC" | wg pubkey)
 echo "$KS" > "$tmp/ks"; echo "$KC" > "$tmp/kc"
 
-tunnel() {  # tunnel KIND: start both ends with KIND (wggo|ours) and configure them
-    local kind=$1
+tunnel() {  # tunnel KIND NET PORT: start both ends with KIND (wggo|ours) on NET.1/NET.2, ports PORT/PORT+1
+    local kind=$1 net=$2 port=$3
     local ifs=t${kind:0:1}s$RUN ifc=t${kind:0:1}c$RUN
     for pair in "$S:$ifs" "$C:$ifc"; do
         local ns=${pair%%:*} ifn=${pair#*:}
@@ -54,20 +58,24 @@ tunnel() {  # tunnel KIND: start both ends with KIND (wggo|ours) and configure t
         PIDS+=($!)
         for _ in $(seq 100); do [[ -S /var/run/wireguard/$ifn.sock ]] && break; sleep 0.05; done
     done
-    ip netns exec $S wg set $ifs private-key "$tmp/ks" listen-port 51820 peer "$PC" allowed-ips 10.7.0.2/32 endpoint 192.0.2.2:51821
-    ip netns exec $C wg set $ifc private-key "$tmp/kc" listen-port 51821 peer "$PS" allowed-ips 10.7.0.1/32 endpoint 192.0.2.1:51820
-    ip -n $S addr add 10.7.0.1/24 dev $ifs; ip -n $C addr add 10.7.0.2/24 dev $ifc
+    ip netns exec $S wg set $ifs private-key "$tmp/ks" listen-port $port peer "$PC" allowed-ips $net.2/32 endpoint 192.0.2.2:$((port + 1))
+    ip netns exec $C wg set $ifc private-key "$tmp/kc" listen-port $((port + 1)) peer "$PS" allowed-ips $net.1/32 endpoint 192.0.2.1:$port
+    ip -n $S addr add $net.1/24 dev $ifs; ip -n $C addr add $net.2/24 dev $ifc
     ip -n $S link set $ifs mtu 1420 up; ip -n $C link set $ifc mtu 1420 up
-    ip netns exec $C ping -c 2 -W 2 10.7.0.1 >/dev/null
+    ip netns exec $C ping -c 2 -W 2 $net.1 >/dev/null
 }
 
-teardown() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; PIDS=(); }
+median() { python3 -c 'import statistics,sys; print(round(statistics.median(map(float, sys.argv[1:]))))' "$@"; }
 
 veth=$(measure 192.0.2.1)
-tunnel wggo;  wggo=$(measure 10.7.0.1); teardown
-tunnel ours;  ours=$(measure 10.7.0.1); teardown
+tunnel wggo 10.7.0 51820
+tunnel ours 10.8.0 51830
+W=(); O=()
+for _ in $(seq "$RUNS"); do W+=("$(measure 10.7.0.1)"); O+=("$(measure 10.8.0.1)"); done
+wggo=$(median "${W[@]}"); ours=$(median "${O[@]}")
 
 ratio=$(python3 -c "print(f'{$ours/$wggo:.2f}' if $wggo else 'n/a')")
-echo "iperf3 TCP, 1 stream, ${SECS}s, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo "iperf3 TCP, 1 stream, ${SECS}s, median of $RUNS runs, $(nproc) cores, $(date -u +%Y-%m-%d)"
 printf '%-26s %8s Mbit/s\n' "raw veth" "$veth" "wireguard-go $(dpkg-query -W -f='${Version}' wireguard-go)" "$wggo" "meshguard-agent" "$ours"
 echo "ratio meshguard-agent / wireguard-go: $ratio"
+echo "runs (Mbit/s): wireguard-go ${W[*]}; meshguard-agent ${O[*]}"

@@ -23,4 +23,11 @@ public struct BatchResult: Equatable, Sendable {
     public var failed: Int { processed - completed }
     /// Whether every datagram was handled.
     public var isComplete: Bool { processed == requested }
+
+    /// Adds what a send of the slots right after these did.
+    mutating func absorb(_ next: BatchResult) {
+        processed += next.processed
+        completed += next.completed
+        if let e = next.lastError { lastError = e }
+    }
 }

@@ -61,14 +61,19 @@ public final class DatagramBatch {
     let control: UnsafeMutableRawPointer
     let controlSize: Int
     let slots: UnsafeMutablePointer<SlotState>
+    /// After `prepareCoalescedSend`: message g covers slots
+    /// `groupStarts[g] ..< groupStarts[g + 1]`.
+    let groupStarts: UnsafeMutablePointer<Int>
 
     // Offloaded TUN reads (TunOffload.swift): a lazily allocated frame buffer,
-    // the super-packet being cut and the next segment to emit, and counters.
+    // the super-packet being cut and the next segment to emit.
     var scratch: UnsafeMutableRawPointer?
     var carry: TCPSuperPacket?
     var carryNext = 0
-    var superPacketsSplit = 0
-    var offloadDrops = 0
+    /// Offloaded TUN reads: TCP super-packets cut into segments so far.
+    public internal(set) var superPacketsSplit = 0
+    /// Offloaded TUN reads: frames dropped for an inconsistent virtio_net_hdr.
+    public internal(set) var offloadDrops = 0
 
     /// Allocates `capacity` slots. Throws EINVAL for a capacity outside
     /// 1...1024, a `bufferSize` outside 1...`maxBufferSize`, or a head- or
@@ -98,6 +103,8 @@ public final class DatagramBatch {
         control.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * controlSize)
         slots = .allocate(capacity: capacity)
         slots.initialize(repeating: SlotState(offset: headroom, length: 0, segmentSize: 0, truncated: false), count: capacity)
+        groupStarts = .allocate(capacity: capacity + 1)
+        groupStarts.initialize(repeating: 0, count: capacity + 1)
     }
 
     deinit {
@@ -107,6 +114,7 @@ public final class DatagramBatch {
         names.deallocate()
         control.deallocate()
         slots.deallocate()
+        groupStarts.deallocate()
         scratch?.deallocate()
     }
 
@@ -135,6 +143,35 @@ public final class DatagramBatch {
     /// shorter); before a send, nonzero asks the kernel to split the payload
     /// into datagrams of that size (UDP_SEGMENT, udp(7)). 0 otherwise.
     public func segmentSize(_ slot: Int) -> Int { check(slot); return slots[slot].segmentSize }
+
+    /// The datagrams a received slot holds, as offsets and lengths within
+    /// `slotBuffer(slot)`: its payload as one datagram, or after a GRO receive
+    /// (`segmentSize` > 0) consecutive datagrams of `segmentSize` bytes, the
+    /// last possibly shorter. An empty payload is one empty datagram.
+    public func datagrams(in slot: Int) -> Datagrams {
+        check(slot)
+        let s = slots[slot]
+        return Datagrams(position: s.offset, end: s.offset + s.length, step: s.segmentSize > 0 ? s.segmentSize : s.length,
+                         yieldsEmpty: s.length == 0)
+    }
+
+    /// Iterates over the datagrams of one slot (see `datagrams(in:)`); allocates nothing.
+    public struct Datagrams: Sequence, IteratorProtocol {
+        var position: Int
+        let end: Int
+        let step: Int
+        var yieldsEmpty: Bool
+
+        public mutating func next() -> (offset: Int, length: Int)? {
+            if position < end {
+                defer { position += step }
+                return (position, Swift.min(step, end - position))
+            }
+            guard yieldsEmpty else { return nil }
+            yieldsEmpty = false
+            return (position, 0)
+        }
+    }
 
     /// The slot's endpoint: the sender after a receive (IPv4 senders on a
     /// dual-stack socket come back as `.v4`), the destination set for a send.
@@ -251,6 +288,54 @@ public final class DatagramBatch {
                 mg_cmsg_put_udp_segment(&messages[i].msg_hdr, control + i * controlSize, UInt16(s.segmentSize))
             }
         }
+    }
+
+    /// Points messages `0..<g` at runs of `range` for UDPSocket.sendCoalesced
+    /// and returns g: message k sends slots `groupStarts[k] ..< groupStarts[k + 1]`
+    /// as one GSO datagram (their iovecs in a row, segment size the first
+    /// slot's length) or, for a run of one, as a plain datagram. A run
+    /// continues while the next slot has a payload no longer than the first,
+    /// every slot before it has exactly the first's length, no segment size of
+    /// its own, the same destination, and the limits hold. Each slot's iovec
+    /// stays at the slot's index, so a run's iovecs lie in a row; messages
+    /// are packed from index 0.
+    func prepareCoalescedSend(_ range: Range<Int>, family: Int32, maxSegments: Int, maxBytes: Int) -> Int {
+        for i in range {
+            let s = slots[i]
+            iovecs[i] = iovec(iov_base: storage + i * slotSize + s.offset, iov_len: s.length)
+        }
+        var g = 0
+        var i = range.lowerBound
+        while i < range.upperBound {
+            let nameLength = mg_sockaddr_prepare(UnsafeMutableRawPointer(names + i), family)
+            let size = slots[i].length
+            var j = i + 1
+            var total = size
+            if slots[i].segmentSize == 0 && size > 0 && nameLength > 0 {
+                while j < range.upperBound && j - i < maxSegments {
+                    let s = slots[j]
+                    guard slots[j - 1].length == size, s.segmentSize == 0, s.length > 0, s.length <= size,
+                          total + s.length <= maxBytes,
+                          mg_sockaddr_prepare(UnsafeMutableRawPointer(names + j), family) == nameLength,
+                          memcmp(names + i, names + j, Int(nameLength)) == 0 else { break }
+                    total += s.length
+                    j += 1
+                }
+            }
+            groupStarts[g] = i
+            messages[g].msg_len = 0
+            messages[g].msg_hdr = msghdr(
+                msg_name: nameLength == 0 ? nil : UnsafeMutableRawPointer(names + i), msg_namelen: nameLength,
+                msg_iov: iovecs + i, msg_iovlen: j - i, msg_control: nil, msg_controllen: 0, msg_flags: 0)
+            let segment = j - i > 1 ? size : slots[i].segmentSize
+            if segment > 0 && total > segment {
+                mg_cmsg_put_udp_segment(&messages[g].msg_hdr, control + g * controlSize, UInt16(segment))
+            }
+            g += 1
+            i = j
+        }
+        groupStarts[g] = range.upperBound
+        return g
     }
 
     /// Records a TUN read into `slot`: `copied` bytes returned by read(2), of a

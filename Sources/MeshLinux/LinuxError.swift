@@ -58,6 +58,10 @@ func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ bod
     }
 }
 
+extension Result {
+    var isFailure: Bool { if case .failure = self { return true } else { return false } }
+}
+
 extension Errno {
     /// EAGAIN / EWOULDBLOCK: a nonblocking descriptor has nothing to give or no room.
     var isWouldBlock: Bool { self == .resourceTemporarilyUnavailable }

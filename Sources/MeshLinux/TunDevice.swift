@@ -227,18 +227,45 @@ public final class TunDevice: @unchecked Sendable {
         return count
     }
 
-    /// One write(2), or with `offload` a writev(2) behind an all-zero
-    /// virtio_net_hdr (no GSO, checksums complete).
-    private func writeOne(_ f: Int32, _ base: UnsafeRawPointer?, _ count: Int) -> Result<Int, Errno> {
+    /// One write(2), or with `offload` a writev(2) behind `header` (all zero:
+    /// no GSO, checksums complete).
+    private func writeOne(_ f: Int32, _ base: UnsafeRawPointer?, _ count: Int, header: VirtioNetHeader = VirtioNetHeader()) -> Result<Int, Errno> {
         guard offload else { return retryingOnInterrupt { Glibc.write(f, base, count) } }
-        return withUnsafeTemporaryAllocation(byteCount: VirtioNetHeader.size, alignment: 8) { header in
-            header.initializeMemory(as: UInt8.self, repeating: 0)
+        return withUnsafeTemporaryAllocation(byteCount: VirtioNetHeader.size, alignment: 8) { h in
+            header.store(to: h.baseAddress!)
             return withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { iov in
-                iov[0] = iovec(iov_base: header.baseAddress, iov_len: VirtioNetHeader.size)
+                iov[0] = iovec(iov_base: h.baseAddress, iov_len: VirtioNetHeader.size)
                 iov[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: base), iov_len: count)
                 return retryingOnInterrupt { Glibc.writev(f, iov.baseAddress, 2) }
             }
         }
+    }
+
+    /// Writes one IP packet through `coalescer` (TCPCoalescer.swift): with
+    /// `offload`, TCP segments may be held and merged, and whatever must go out
+    /// first is written now; without, the packet is written at once. Returns
+    /// how many writes failed (the kernel refused the packet, or had no room:
+    /// those packets are dropped). Call `flush(_:)` at the end of each batch.
+    @discardableResult
+    public func write(_ packet: UnsafeRawBufferPointer, coalescing coalescer: TCPCoalescer) -> Int {
+        let f = fileDescriptor
+        guard offload else { return writeOne(f, packet.baseAddress, packet.count).isFailure ? 1 : 0 }
+        var failed = 0
+        coalescer.add(packet) { header, frame in
+            if writeOne(f, frame.baseAddress, frame.count, header: header).isFailure { failed += 1 }
+        }
+        return failed
+    }
+
+    /// Writes out every packet `coalescer` holds; returns how many writes failed.
+    @discardableResult
+    public func flush(_ coalescer: TCPCoalescer) -> Int {
+        let f = fileDescriptor
+        var failed = 0
+        coalescer.flush { header, frame in
+            if writeOne(f, frame.baseAddress, frame.count, header: header).isFailure { failed += 1 }
+        }
+        return failed
     }
 
     /// The length an IP packet's header declares (IPv4 total length; IPv6 40 +

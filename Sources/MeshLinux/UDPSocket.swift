@@ -55,8 +55,13 @@ public final class UDPSocket: @unchecked Sendable {
     public let isNonBlocking: Bool
     /// Whether the kernel accepts UDP_SEGMENT (send-side GSO, Linux 4.18+).
     public let supportsGSO: Bool
+    /// Whether `sendCoalesced` still merges: cleared for good the first time
+    /// the kernel refuses a GSO send with EIO (the route's device cannot
+    /// checksum for us).
+    public var coalescesSends: Bool { gsoUsable.load(ordering: .relaxed) }
 
     private let fd: Atomic<Int32>
+    private let gsoUsable: Atomic<Bool>
     private let addressFamily: Int32
 
     /// Opens the socket (close-on-exec). Not bound until `bind(port:)`, though
@@ -82,6 +87,7 @@ public final class UDPSocket: @unchecked Sendable {
         var segment: Int32 = 0
         var len = socklen_t(MemoryLayout<Int32>.size)
         supportsGSO = getsockopt(s, MG_SOL_UDP, MG_UDP_SEGMENT, &segment, &len) == 0
+        gsoUsable = Atomic(supportsGSO)
         fd = Atomic(s)
         addressFamily = af
         self.family = actual
@@ -275,6 +281,75 @@ public final class UDPSocket: @unchecked Sendable {
         }
         return result
     }
+
+    /// Sends `slots` like `send(_:slots:)`, but each run of consecutive slots
+    /// to the same endpoint goes out as one UDP GSO send (udp(7) UDP_SEGMENT):
+    /// the kernel cuts the run back into one datagram per slot, so the
+    /// receiver sees exactly what `send(_:slots:)` would have sent. A run has
+    /// slots of one length, except that its last may be shorter, and at most
+    /// `maxCoalescedSegments` slots and `maxCoalescedBytes` bytes. Slots with
+    /// their own segment size are sent alone. The result counts slots.
+    /// A run the kernel refuses as a GSO send goes out one datagram per slot:
+    /// after EIO (the route's device cannot checksum for us) merging is also
+    /// turned off for this socket (`coalescesSends`); after EMSGSIZE or EINVAL
+    /// (a segment over the path MTU) only that run is affected. Without GSO
+    /// support this is `send(_:slots:)`. Allocates nothing.
+    public func sendCoalesced(_ batch: DatagramBatch, slots: Range<Int>) throws(LinuxError) -> BatchResult {
+        guard slots.lowerBound >= 0, slots.upperBound <= batch.capacity else {
+            throw .invalid("sendmmsg", "slots \(slots) outside a batch of \(batch.capacity)")
+        }
+        var result = BatchResult(requested: slots.count)
+        let f = fileDescriptor
+        var start = slots.lowerBound
+        rounds: while start < slots.upperBound {
+            guard coalescesSends else {
+                result.absorb(try send(batch, slots: start..<slots.upperBound))
+                return result
+            }
+            let groups = batch.prepareCoalescedSend(start..<slots.upperBound, family: addressFamily,
+                                                    maxSegments: Self.maxCoalescedSegments, maxBytes: Self.maxCoalescedBytes)
+            var next = 0
+            while next < groups {
+                let first = batch.groupStarts[next], end = batch.groupStarts[next + 1]
+                switch retryingOnInterrupt({ mg_sendmmsg(f, batch.messages + next, UInt32(groups - next), 0) }) {
+                case .success(let n) where n > 0:
+                    next += Int(n)
+                    let sent = batch.groupStarts[next] - first
+                    result.processed += sent; result.completed += sent
+                case .success:
+                    result.lastError = .resourceTemporarilyUnavailable
+                    return result
+                case .failure(let e) where Self.isFatalSendError(e):
+                    throw LinuxError("sendmmsg", e)
+                case .failure(let e) where e.isWouldBlock || e == .noBufferSpace || e == .noMemory:
+                    result.lastError = e
+                    return result
+                case .failure(let e) where end - first > 1 && (e == .ioError || e == .messageTooLong || e == .invalidArgument):
+                    // The plain resend rebuilds the messages: plan the rest afresh after it.
+                    if e == .ioError { gsoUsable.store(false, ordering: .relaxed) }
+                    result.lastError = e
+                    let plain = try send(batch, slots: first..<end)
+                    result.absorb(plain)
+                    guard plain.isComplete else { return result }
+                    start = end
+                    continue rounds
+                case .failure(let e):
+                    result.lastError = e
+                    next += 1; result.processed += end - first
+                }
+            }
+            break
+        }
+        return result
+    }
+
+    /// Most datagrams in one GSO send: UDP_MAX_SEGMENTS of older kernels
+    /// (newer ones take 128), and what one GRO receive coalesces (UDP_GRO_CNT_MAX).
+    public static let maxCoalescedSegments = 64
+    /// Most bytes in one GSO send: 65535 - 40 - 8, a 64 KiB IP packet less
+    /// IPv6 and UDP headers, within the kernel's limit for both families
+    /// (IPv4 allows 65507).
+    public static let maxCoalescedBytes = 65535 - 40 - 8
 
     // MARK: Single datagrams
 

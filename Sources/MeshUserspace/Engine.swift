@@ -9,6 +9,17 @@
 // The device is guarded by one mutex, taken once per batch. Datagrams the
 // device queues itself (handshakes, keepalives, cookie replies, staged data)
 // are drained inside the lock and sent after it.
+//
+// Offloads (EngineConfiguration.offload), each used only when the kernel
+// accepts it, cut the kernel's per-packet work on bulk TCP:
+//
+//   tun thread   TUN TSO: one read returns a 64 KiB TCP super-packet, cut into
+//                segments in the batch (TunOffload.swift); the encrypted run
+//                of segments to one endpoint leaves in one UDP GSO send
+//                (UDPSocket.sendCoalesced), cut back into datagrams by the kernel
+//   udp thread   UDP GRO: one receive slot holds up to 64 datagrams of one
+//                sender, opened one by one in place; in-order TCP segments are
+//                merged into one TUN write (TCPCoalescer.swift)
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,6 +27,7 @@ import MeshBase
 import MeshCrypto
 import MeshLinux
 import MeshWireGuard
+import Synchronization
 
 public struct EngineConfiguration: Sendable {
     /// TUN interface name (may contain %d).
@@ -28,6 +40,12 @@ public struct EngineConfiguration: Sendable {
     public var uapiDirectory: String? = "/var/run/wireguard"
     /// Datagrams per recvmmsg/sendmmsg and packets per TUN batch.
     public var batchSize = 64
+    /// Use the kernel's offloads where it accepts them: TUN TSO and checksum
+    /// offload (IFF_VNET_HDR), UDP GSO sends and GRO receives, TCP coalescing
+    /// on TUN writes. On by default: they save most of the kernel's per-packet
+    /// work on bulk TCP. false forces one packet per TUN read and write and one
+    /// datagram per UDP send and receive (tests exercise both paths).
+    public var offload = true
     /// Seed for the device's non-secret randomness (indices, jitter).
     public var seed: UInt64 = UInt64.random(in: .min ... .max)
 
@@ -48,26 +66,46 @@ public final class UserspaceEngine: @unchecked Sendable {
     private let stopping = Locked(false)
     private var threads: [OSThread] = []
     private var uapi: UAPIServer?
+    // Offload counters, published by the packet threads once per batch.
+    private let superPacketsSplit = Atomic(0)
+    private let segmentsMerged = Atomic(0)
     /// Receives every datagram on the port that is not a WireGuard message.
     private let controlHandler: Locked<(@Sendable ([UInt8], Endpoint) -> Void)?> = Locked(nil)
 
     public init(_ configuration: EngineConfiguration) throws {
         self.configuration = configuration
-        tun = try TunDevice(name: configuration.interfaceName, mtu: configuration.mtu, nonBlocking: true)
+        tun = try Self.openTun(configuration)
         if configuration.bringUp { try tun.setUp(true) }
         var options = DeviceOptions()
         options.mtu = configuration.mtu
         let dev = WireGuardDevice(options: options, seed: configuration.seed)
-        let sock = try UDPSocket(family: .dualStack, nonBlocking: true)
-        let port = try sock.bind(port: 0)
-        _ = try? sock.setReceiveBufferSize(4 << 20)
-        _ = try? sock.setSendBufferSize(4 << 20)
+        let sock = try Self.openSocket(port: 0, offload: configuration.offload)
+        let port = try sock.localEndpoint().port
         dev.apply(DeviceConfiguration(listenPort: port), now: MonotonicClock.now())
         device = Locked(dev)
         socket = Locked(sock)
         stopSignal = try WakeupSignal()
         udpWake = try WakeupSignal()
         controlWake = try WakeupSignal()
+    }
+
+    /// The TUN device, with offload when asked for and the kernel takes it
+    /// (TUNSETOFFLOAD may be refused, e.g. EINVAL on old kernels); otherwise
+    /// plain. A failure of the plain open is the one reported.
+    private static func openTun(_ c: EngineConfiguration) throws -> TunDevice {
+        if c.offload, let t = try? TunDevice(name: c.interfaceName, mtu: c.mtu, nonBlocking: true, offload: true) { return t }
+        return try TunDevice(name: c.interfaceName, mtu: c.mtu, nonBlocking: true)
+    }
+
+    /// A bound nonblocking dual-stack socket with 4 MiB buffers (bulk bursts
+    /// of a 64-slot batch fit) and, with `offload`, UDP GRO when the kernel has it.
+    private static func openSocket(port: UInt16, offload: Bool) throws(LinuxError) -> UDPSocket {
+        let s = try UDPSocket(family: .dualStack, nonBlocking: true)
+        try s.bind(port: port)
+        _ = try? s.setReceiveBufferSize(4 << 20)
+        _ = try? s.setSendBufferSize(4 << 20)
+        if offload { _ = try? s.enableGRO() }
+        return s
     }
 
     /// The interface's actual name.
@@ -108,14 +146,10 @@ public final class UserspaceEngine: @unchecked Sendable {
     /// Applies a configuration change; a new listen port rebinds the socket first.
     public func apply(_ change: DeviceConfiguration) throws(UAPIError) {
         if let port = change.listenPort, port != listenPort || port == 0 {
-            let s: UDPSocket
             do {
-                s = try UDPSocket(family: .dualStack, nonBlocking: true)
-                let bound = try s.bind(port: port)
-                _ = try? s.setReceiveBufferSize(4 << 20)
-                _ = try? s.setSendBufferSize(4 << 20)
+                let s = try Self.openSocket(port: port, offload: configuration.offload)
                 var c = change
-                c.listenPort = bound
+                c.listenPort = try s.localEndpoint().port
                 try applyLocked(c, socket: s)
                 return
             } catch let e as LinuxError where e.errno == .addressInUse {
@@ -148,6 +182,25 @@ public final class UserspaceEngine: @unchecked Sendable {
     public func snapshot() -> DeviceConfiguration { device.withLock { $0.snapshot() } }
 
     public var statistics: DeviceStatistics { device.withLock { $0.statistics } }
+
+    /// Which offloads are in use and what they did.
+    public struct OffloadStatistics: Sendable, Equatable {
+        /// The TUN device was opened with IFF_VNET_HDR and TSO.
+        public var tun: Bool
+        /// UDP sends are merged with GSO (off when not asked for, unsupported,
+        /// or turned off after the kernel refused one).
+        public var udpSegmentation: Bool
+        /// TCP super-packets read from the TUN device and cut into segments.
+        public var superPacketsSplit: Int
+        /// TCP segments merged into another one for a TUN write.
+        public var segmentsMerged: Int
+    }
+
+    public var offloadStatistics: OffloadStatistics {
+        OffloadStatistics(tun: tun.offload, udpSegmentation: configuration.offload && socket.withLock { $0 }.coalescesSends,
+                          superPacketsSplit: superPacketsSplit.load(ordering: .relaxed),
+                          segmentsMerged: segmentsMerged.load(ordering: .relaxed))
+    }
 
     private func handle(_ request: UAPIRequest) -> String {
         switch request {
@@ -189,6 +242,7 @@ public final class UserspaceEngine: @unchecked Sendable {
                                              headroom: WireGuardProtocol.transportHeaderSize, tailroom: 32) else { return }
         let poller = Poller([tun.fileDescriptor, stopSignal.fileDescriptor])
         var sendable = [Bool](repeating: false, count: batch.capacity)
+        let offload = configuration.offload
         while !isStopping {
             guard (try? poller.wait(timeout: nil)) != nil else { return }
             if poller.isReady(1) { return }
@@ -214,18 +268,25 @@ public final class UserspaceEngine: @unchecked Sendable {
                     guard sendable[i] else { i += 1; continue }
                     var j = i
                     while j < n && sendable[j] { j += 1 }
-                    _ = try? s.send(batch, slots: i..<j)
+                    _ = try? offload ? s.sendCoalesced(batch, slots: i..<j) : s.send(batch, slots: i..<j)
                     i = j
                 }
                 send(out)
+                superPacketsSplit.store(batch.superPacketsSplit, ordering: .relaxed)
                 if n < batch.capacity { break }
             }
         }
     }
 
+    /// An opened data packet: where its IP packet lies in the receive batch.
+    private struct Delivery { var slot: Int; var offset: Int; var length: Int }
+
     private func udpLoop() {
         guard let batch = try? DatagramBatch(capacity: configuration.batchSize, bufferSize: 65535) else { return }
-        var deliver = [Bool](repeating: false, count: batch.capacity)
+        let coalescer = TCPCoalescer()
+        var deliveries: [Delivery] = []
+        // Sized for 64 datagrams per slot (the kernel's UDP_GRO_CNT_MAX); more only grows it once.
+        deliveries.reserveCapacity(batch.capacity * 64)
         var control: [([UInt8], Endpoint)] = []
         while !isStopping {
             let s = socket.withLock { $0 }
@@ -240,25 +301,32 @@ public final class UserspaceEngine: @unchecked Sendable {
                     guard let n = try? s.receive(into: batch), n > 0 else { break }
                     let now = MonotonicClock.now()
                     control.removeAll(keepingCapacity: true)
+                    deliveries.removeAll(keepingCapacity: true)
                     let out = device.withLock { d -> [Transmit] in
                         for i in 0..<n {
-                            deliver[i] = false
                             guard !batch.isTruncated(i), let from = batch.endpoint(i) else { continue }
-                            let payload = UnsafeRawBufferPointer(batch.payload(i))
-                            guard MessageKind.classify(payload) != .other || UserspaceEngine.looksLikeWireGuard(payload) else {
-                                control.append((Array(payload), from))
-                                continue
-                            }
-                            var offset = batch.offset(i), length = batch.length(i)
-                            if d.receive(batch.slotBuffer(i), offset: &offset, length: &length, from: from, now: now) == .deliver {
-                                batch.setPayload(i, offset: offset, length: length)
-                                deliver[i] = true
+                            let buffer = batch.slotBuffer(i)
+                            for (start, count) in batch.datagrams(in: i) {
+                                let payload = UnsafeRawBufferPointer(rebasing: buffer[start..<(start + count)])
+                                guard MessageKind.classify(payload) != .other || UserspaceEngine.looksLikeWireGuard(payload) else {
+                                    control.append((Array(payload), from))
+                                    continue
+                                }
+                                var offset = start, length = count
+                                if d.receive(buffer, offset: &offset, length: &length, from: from, now: now) == .deliver {
+                                    deliveries.append(Delivery(slot: i, offset: offset, length: length))
+                                }
                             }
                         }
                         return d.hasPendingTransmits ? drain(d) : []
                     }
                     send(out)
-                    for i in 0..<n where deliver[i] { _ = try? tun.write(UnsafeRawBufferPointer(batch.payload(i))) }
+                    for p in deliveries {
+                        let packet = UnsafeRawBufferPointer(rebasing: batch.slotBuffer(p.slot)[p.offset..<(p.offset + p.length)])
+                        tun.write(packet, coalescing: coalescer)
+                    }
+                    tun.flush(coalescer)
+                    segmentsMerged.store(coalescer.merged, ordering: .relaxed)
                     if !control.isEmpty, let h = controlHandler.withLock({ $0 }) {
                         for (bytes, from) in control { h(bytes, from) }
                     }
