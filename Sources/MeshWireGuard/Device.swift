@@ -360,11 +360,12 @@ public final class WireGuardDevice {
         clearHandshake(p)
         let index = indices.insert(.handshake(p.id), using: &rng)
         let timestamp = TAI64N.encode(wallTime(at: now))
-        guard var (msg, pending) = try? Noise.createInitiation(local: local, remote: p.remote, presharedKey: p.presharedKey,
-                                                               ephemeral: .generate(), timestamp: timestamp, localIndex: index) else {
+        guard let (initiation, pending) = try? Noise.createInitiation(local: local, remote: p.remote, presharedKey: p.presharedKey,
+                                                                      ephemeral: .generate(), timestamp: timestamp, localIndex: index) else {
             _ = indices.remove(index)
             return
         }
+        var msg = initiation
         p.handshake = .initiated(pending)
         p.handshakeIndex = index
         p.cookie.addMACs(&msg, remote: p.remote, now: now)
@@ -449,11 +450,12 @@ public final class WireGuardDevice {
         p.receivedBytes &+= UInt64(msg.count)
         // Respond at once (kernel send.c wg_packet_send_handshake_response).
         let index = indices.insert(.keypair(p.id), using: &rng)
-        guard var (response, keys) = try? Noise.createResponse(consumed, remote: p.remote, presharedKey: p.presharedKey,
-                                                               ephemeral: .generate(), localIndex: index) else {
+        guard let (message, keys) = try? Noise.createResponse(consumed, remote: p.remote, presharedKey: p.presharedKey,
+                                                              ephemeral: .generate(), localIndex: index) else {
             _ = indices.remove(index)
             drop(.handshakeFailed); return .drop(.handshakeFailed)
         }
+        var response = message
         clearHandshake(p)
         installKeypair(Keypair(keys, birth: now), p)
         p.cookie.addMACs(&response, remote: p.remote, now: now)
