@@ -26,14 +26,17 @@ public enum DesiredState {
         return [(.v4(a.ipv4), MeshAddresses.ipv4PrefixLength), (.v6(a.ipv6), MeshAddresses.ipv6PrefixLength)]
     }
 
-    /// The WireGuard device for `identity` with `peers` (untrusted keys must already be filtered out).
+    /// The WireGuard device for `identity` with `peers` (untrusted keys must
+    /// already be filtered out). A peer that loses an IPv4 collision
+    /// (AddressCollisions) gets only its IPv6 /128.
     public static func device(identity: Identity, listenPort: UInt16, peers: [MeshPeerState]) -> DeviceConfiguration {
         var c = DeviceConfiguration(privateKey: identity.wireGuardPrivateKey.secret, listenPort: listenPort)
+        let losers = AddressCollisions.ipv4Losers(peers.map(\.key) + [identity.publicKey])
         for p in peers where p.key != identity.publicKey {
             let a = p.key.meshAddresses
+            let ips: [IPPrefix] = losers.contains(p.key) ? [.host(.v6(a.ipv6))] : [.host(.v4(a.ipv4)), .host(.v6(a.ipv6))]
             c.peers.append(PeerConfiguration(publicKey: p.key.wireGuardPublicKey, endpoint: p.endpoint,
-                                             persistentKeepaliveInterval: p.persistentKeepalive,
-                                             allowedIPs: [.host(.v4(a.ipv4)), .host(.v6(a.ipv6))]))
+                                             persistentKeepaliveInterval: p.persistentKeepalive, allowedIPs: ips))
         }
         return c
     }

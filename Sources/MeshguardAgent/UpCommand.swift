@@ -68,10 +68,19 @@ struct Up: ParsableCommand {
         return peers
     }
 
+    /// Reports IPv4 mesh address collisions and how they are resolved.
+    func reportCollisions(_ peers: [MeshPeerState], identity: Identity) {
+        for c in AddressCollisions.find(peers.map(\.key) + [identity.publicKey]) {
+            let losers = c.losers.map { $0 == identity.publicKey ? "this node" : $0.abbreviated }.joined(separator: ", ")
+            Terminal.warn("mesh IPv4 \(c.address) is derived by several members: \(c.winner == identity.publicKey ? "this node" : c.winner.abbreviated) keeps it; \(losers) reachable by IPv6 only")
+        }
+    }
+
     func run() throws {
         let dir = try options.directory()
         let identity = try cli { try dir.loadIdentity() }
         var peers = try loadPeers(dir)
+        reportCollisions(peers, identity: identity)
 
         var signals = sigset_t()
         sigemptyset(&signals)
@@ -122,6 +131,7 @@ struct Up: ParsableCommand {
             guard received == SIGHUP else { break }
             do {
                 peers = try loadPeers(dir)
+                reportCollisions(peers, identity: identity)
                 plane.resync()   // an administrator's reload also repairs drift (e.g. a manual `wg set`)
                 let change = try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
                 writeStatus()

@@ -50,3 +50,44 @@ import MeshWireGuard
         #expect(addrs[0].0 == .v4(me.meshAddresses.ipv4) && addrs[0].1 == 16 && addrs[1].1 == 64)
     }
 }
+
+@Suite struct AddressCollisionTests {
+    /// Three valid keys whose IPv4 addresses collide (birthday search), and one that does not.
+    static func colliding() -> ([IdentityPublicKey], IdentityPublicKey) {
+        var seen: [IPv4Address: [IdentityPublicKey]] = [:]
+        while true {
+            let k = Identity.generate().publicKey
+            seen[k.meshAddresses.ipv4, default: []].append(k)
+            if let group = seen.values.first(where: { $0.count == 3 }) {
+                let other = seen.values.first { $0.count == 1 && $0[0].meshAddresses.ipv4 != group[0].meshAddresses.ipv4 }!
+                return (group, other[0])
+            }
+        }
+    }
+
+    @Test func lowestKeyKeepsTheAddressEverywhere() {
+        let (group, other) = Self.colliding()
+        let found = AddressCollisions.find(group + [other])
+        #expect(found.count == 1)
+        #expect(found[0].winner == group.min()! && Set(found[0].losers) == Set(group).subtracting([group.min()!]))
+        // Any order, any observer: the same answer.
+        #expect(AddressCollisions.find((group + [other]).reversed()) == found)
+        #expect(AddressCollisions.find([other]).isEmpty)
+    }
+
+    @Test func losersAreRoutedByIPv6Only() {
+        let (group, _) = Self.colliding()
+        let me = Identity.generate()
+        let peers = group.map { MeshPeerState(key: $0, endpoint: nil) }
+        let d = DesiredState.device(identity: me, listenPort: 1, peers: peers)
+        let winner = group.min()!
+        for p in d.peers {
+            let key = group.first { $0.wireGuardPublicKey == p.publicKey }!
+            if key == winner {
+                #expect(p.allowedIPs.count == 2)
+            } else {
+                #expect(p.allowedIPs == [.host(.v6(key.meshAddresses.ipv6))])
+            }
+        }
+    }
+}
