@@ -43,7 +43,7 @@ let package = Package(
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
         // C at the edge: Linux facilities Swift cannot import (TUN ioctls, mmsg, cmsg).
-        .target(name: "CLinuxShims", path: "Sources/C/CLinuxShims"),
+        .target(name: "CLinuxShims", path: "Sources/C/CLinuxShims", linkerSettings: [.linkedLibrary("resolv")]),
         // I/O adapters: TUN device, batched UDP sockets, monotonic clock.
         .target(name: "MeshLinux", dependencies: [
             "MeshBase", "CLinuxShims",
@@ -65,7 +65,7 @@ let package = Package(
         // Wiring: the CLI and (later) the daemon.
         .executableTarget(name: "MeshguardAgent", dependencies: [
             "MeshBase", "MeshCrypto", "MeshIdentity", "MeshSystem", "MeshWireGuard", "MeshUserspace", "MeshLinux",
-            "MeshDataPlane", "MeshNetlink", "MeshCore",
+            "MeshDataPlane", "MeshNetlink", "MeshCore", "MeshProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -4,12 +4,13 @@ import MeshLinux
 import MeshNetlink
 import MeshSystem
 import MeshBase
+import MeshCore
 import MeshWireGuard
 
 struct Debug: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Developer tools for benchmarks.", shouldDisplay: false,
-        subcommands: [KernelApply.self])
+        subcommands: [KernelApply.self, ResolveSeeds.self])
 }
 
 /// Applies a wg(8) configuration file to a kernel WireGuard interface through
@@ -57,5 +58,20 @@ extension String {
     init(format2 v: Double) {
         let cents = Int((v * 100).rounded())
         self = "\(cents / 100).\(cents % 100 < 10 ? "0" : "")\(cents % 100)"
+    }
+}
+
+/// Prints the endpoints that seeds name (flags' syntax), one per line.
+struct ResolveSeeds: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resolve-seeds", abstract: "Resolve seeds to endpoints.")
+    @Argument(help: "Seeds: 192.0.2.1:51821, [2001:db8::1]:51821, host.example:51821 or dns:example.com.") var seeds: [String]
+
+    func run() throws {
+        var parsed: [Seed] = []
+        for s in seeds {
+            guard let seed = Seed(s) else { throw CLIError("'\(s)' is not a seed (use 192.0.2.1:51821, [2001:db8::1]:51821, host.example:51821 or dns:example.com)") }
+            parsed.append(seed)
+        }
+        for e in SeedResolver.resolve(parsed, warn: { Terminal.warn($0) }) { print(e) }
     }
 }

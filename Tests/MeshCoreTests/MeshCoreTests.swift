@@ -91,3 +91,24 @@ import MeshWireGuard
         }
     }
 }
+
+@Suite struct SeedTests {
+    @Test func forms() {
+        #expect(Seed("192.0.2.1:51821") == .endpoint(Endpoint("192.0.2.1:51821")!))
+        #expect(Seed("[2001:db8::1]:7") == .endpoint(Endpoint("[2001:db8::1]:7")!))
+        #expect(Seed("seed.example.com:51821") == .host("seed.example.com", port: 51821))
+        #expect(Seed("dns:example.com") == .dns(domain: "example.com"))
+        #expect(Seed.serviceName("example.com") == "_meshguard._udp.example.com")
+        for bad in ["", "example.com", "host:0", "host:99999", "dns:", "dns:bad..name", "-x.example:1", "a b:1", "[::1]"] {
+            #expect(Seed(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func seedsFileAndTXT() throws {
+        let seeds = try Seed.parseFile("# seeds\n192.0.2.1:51821\n\n dns:mesh.example  # via DNS\nseed.example:1\n")
+        #expect(seeds.count == 3)
+        #expect(throws: StaticPeersError.self) { try Seed.parseFile("192.0.2.1:1\nnot a seed\n") }
+        #expect(Seed.fromTXT(["seed=192.0.2.5:51821 seed=a.example:1", "other=1", "seed=dns:loop.example"]) ==
+                [.endpoint(Endpoint("192.0.2.5:51821")!), .host("a.example", port: 1)])
+    }
+}

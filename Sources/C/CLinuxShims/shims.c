@@ -106,3 +106,9 @@ int mg_ppoll(struct pollfd *fds, nfds_t nfds, int64_t timeout_ns) {
 int mg_eventfd(void) {
     return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
+
+#include <resolv.h>
+
+int mg_res_query(const char *name, int type, unsigned char *answer, int anslen) {
+    return res_query(name, C_IN, type, answer, anslen);
+}

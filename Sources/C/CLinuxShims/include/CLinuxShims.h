@@ -213,4 +213,9 @@ int mg_ppoll(struct pollfd *fds, nfds_t nfds, int64_t timeout_ns);
 /* eventfd(2) with EFD_NONBLOCK | EFD_CLOEXEC, initial value 0. */
 int mg_eventfd(void);
 
+/* DNS (resolver(3)): res_query for class IN; returns the answer length or -1.
+ * In a header only as a declaration: <resolv.h> renames symbols with macros. */
+int mg_res_query(const char *name, int type, unsigned char *answer, int anslen);
+enum { MG_DNS_TYPE_TXT = 16, MG_DNS_TYPE_SRV = 33 };
+
 #endif
