@@ -8,6 +8,7 @@ import MeshBase
 import MeshCore
 import MeshDataPlane
 import MeshIdentity
+import MeshLinux
 import MeshNetlink
 import MeshSystem
 import MeshWireGuard
@@ -82,10 +83,19 @@ struct Up: ParsableCommand {
         var peers = try loadPeers(dir)
         reportCollisions(peers, identity: identity)
 
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, s) }
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        // Signals and file changes arrive as descriptors on this thread; the
+        // engine threads started below inherit the blocked signal mask.
+        let signals: SignalDescriptor, watcher: DirectoryWatcher
+        do {
+            signals = try SignalDescriptor([SIGINT, SIGTERM, SIGHUP])
+            watcher = try DirectoryWatcher()
+        } catch {
+            throw CLIError(error)
+        }
+        let peersPath = peersFile ?? Files.join(dir.path, "static-peers")
+        let peersDirectory = peersPath.lastIndex(of: "/").map { String(peersPath[..<$0]) }.flatMap { $0.isEmpty ? "/" : $0 } ?? "."
+        let watched = [dir.path, dir.authorizedKeysPath, peersDirectory]
+        for p in watched { watcher.watch(p) }
 
         let addresses = DesiredState.interfaceAddresses(identity).map { RouteNetlink.InterfaceAddress($0.0, prefixLength: $0.1) }
         let settings = InterfaceSettings(name: interfaceName, mtu: mtu, addresses: addresses)
@@ -125,19 +135,32 @@ struct Up: ParsableCommand {
         }
         writeStatus()
         Terminal.info("\(peers.count) peer(s) configured; running (SIGHUP reloads, SIGTERM stops)")
-        var received: Int32 = 0
-        while true {
-            sigwait(&signals, &received)
-            guard received == SIGHUP else { break }
+        func reload(resync: Bool) {
             do {
+                for p in watched { watcher.watch(p) }   // authorized_keys/ may have been created
                 peers = try loadPeers(dir)
                 reportCollisions(peers, identity: identity)
-                plane.resync()   // an administrator's reload also repairs drift (e.g. a manual `wg set`)
+                if resync { plane.resync() }   // an administrator's reload also repairs drift (e.g. a manual `wg set`)
                 let change = try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
                 writeStatus()
                 Terminal.info("reloaded: \(change.peers.count) peer change(s), \(peers.count) peer(s) configured")
             } catch {
                 Terminal.warn("reload failed, keeping the current configuration: \(error)")
+            }
+        }
+        let poller = Poller([signals.fileDescriptor, watcher.fileDescriptor])
+        loop: while true {
+            guard (try? poller.wait(timeout: nil)) != nil else { break }
+            if poller.isReady(0) {
+                for sig in signals.drain() {
+                    if sig == SIGHUP { reload(resync: true) } else { break loop }
+                }
+            }
+            if poller.isReady(1), watcher.drain() {
+                // Let a burst of writes (an editor, a copy) settle for 200 ms, then apply it once.
+                let quiet = Poller([watcher.fileDescriptor])
+                while (try? quiet.wait(timeout: .milliseconds(200))) ?? 0 > 0 { watcher.drain() }
+                reload(resync: false)
             }
         }
         plane.close()

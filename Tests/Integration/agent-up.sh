@@ -45,10 +45,19 @@ check "wg show: the private key is the identity's WireGuard key" \
     test "$(ip netns exec "$A" wg show "$IF_A" public-key)" = "$("$AGENT" show-identity --config-dir "$tmp/a" 2>/dev/null | awk '/wireguard/ {print $2}')"
 
 "$AGENT" revoke node-b --config-dir "$tmp/a" >/dev/null
-kill -HUP "$PID_A"
-for _ in $(seq 100); do grep -q "reloaded" "$tmp/a.log" && break; sleep 0.05; done
-check "SIGHUP after a revoke removes the peer" test -z "$(ip netns exec "$A" wg show "$IF_A" peers)"
+t0=$(date +%s%N)
+for _ in $(seq 500); do [[ -z $(ip netns exec "$A" wg show "$IF_A" peers) ]] && break; sleep 0.02; done
+t1=$(date +%s%N)
+# The time is reported, not asserted (benchmarks measure; tests check behaviour).
+check "a revoke applies by itself, no signal needed (took $(( (t1 - t0) / 1000000 )) ms)" test -z "$(ip netns exec "$A" wg show "$IF_A" peers)"
 check "the revoked peer is unreachable" bash -c "! ip netns exec $A ping -c 1 -W 1 $(ipv4 b)"
+"$AGENT" trust "$tmp/b.pub" --name node-b --config-dir "$tmp/a" >/dev/null
+for _ in $(seq 500); do [[ -n $(ip netns exec "$A" wg show "$IF_A" peers) ]] && break; sleep 0.02; done
+check "trusting it again brings it back without a restart" test -n "$(ip netns exec "$A" wg show "$IF_A" peers)"
+ip netns exec "$A" wg set "$IF_A" peer "$(ip netns exec "$B" wg show "$IF_B" public-key)" remove
+kill -HUP "$PID_A"
+for _ in $(seq 500); do [[ -n $(ip netns exec "$A" wg show "$IF_A" peers) ]] && break; sleep 0.02; done
+check "SIGHUP repairs drift (a peer removed behind the agent's back)" test -n "$(ip netns exec "$A" wg show "$IF_A" peers)"
 
 kill -TERM "$PID_A"; wait "$PID_A"; rc=$?
 check "SIGTERM exits cleanly" test "$rc" -eq 0
