@@ -1,1 +1,0 @@
-// MeshSWIM: sans-IO SWIM membership (see docs/architecture.md).
