@@ -72,7 +72,7 @@ let package = Package(
         // Sans-IO state machines: SWIM membership with Lifeguard (probe, suspicion, gossip, push-pull).
         .target(name: "MeshSWIM", dependencies: ["MeshBase"]),
         // Pure algorithms: the control-plane wire format (signed member records, authenticated envelopes).
-        .target(name: "MeshProtocol", dependencies: ["MeshBase", "MeshCrypto", "MeshIdentity"]),
+        .target(name: "MeshProtocol", dependencies: ["MeshBase", "MeshCrypto", "MeshIdentity", "MeshSWIM"]),
         // Sans-IO mesh logic: static peers, the desired data-plane state (SWIM joins here later).
         .target(name: "MeshCore", dependencies: ["MeshBase", "MeshCrypto", "MeshIdentity", "MeshWireGuard"]),
 
@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity", "MeshCrypto", "MeshBase"]),
         .testTarget(name: "MeshWireGuardTests", dependencies: ["MeshWireGuard", "MeshCrypto", "MeshBase", "MeshTestKit"]),
         .testTarget(name: "MeshSWIMTests", dependencies: ["MeshSWIM", "MeshTestKit", "MeshBase"]),
-        .testTarget(name: "MeshProtocolTests", dependencies: ["MeshProtocol", "MeshIdentity", "MeshCrypto", "MeshBase"]),
+        .testTarget(name: "MeshProtocolTests", dependencies: ["MeshProtocol", "MeshIdentity", "MeshCrypto", "MeshBase", "MeshSWIM"]),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore", "MeshIdentity", "MeshWireGuard", "MeshBase"]),
         .testTarget(name: "MeshSystemTests", dependencies: ["MeshSystem", "MeshIdentity", "MeshBase"]),
         .testTarget(name: "MeshLinuxTests", dependencies: ["MeshLinux", "MeshBase"]),

@@ -93,7 +93,7 @@ public struct SWIMConfig: Hashable, Sendable {
         deadReapTime: .seconds(24 * 3600),      // serf's ReconnectTimeout: partitions shorter than a day heal by themselves
         leftReapTime: .seconds(24 * 3600),      // serf's TombstoneTimeout: stale alive gossip cannot resurrect a left member
         recheckSuspects: true,                  // without it a live member was declared dead at 10 % loss (docs/swim.md)
-        maxMessageSize: 1200,                   // UDP payload safe on every path (IPv6 minimum MTU 1280 minus headers and our envelope)
+        maxMessageSize: 1114,                   // the authenticated envelope's payload limit (MeshProtocol.Envelope.maxPayload): 1280-byte IPv6 MTU minus IPv6, UDP, envelope header and signature
         maxMetadataSize: 512                    // memberlist's MetaMaxSize: an alive update always fits with room for more
     )
 
