@@ -74,7 +74,7 @@ let package = Package(
         // Pure algorithms: the control-plane wire format (signed member records, authenticated envelopes).
         .target(name: "MeshProtocol", dependencies: ["MeshBase", "MeshCrypto", "MeshIdentity", "MeshSWIM"]),
         // Sans-IO mesh logic: static peers, the desired data-plane state (SWIM joins here later).
-        .target(name: "MeshCore", dependencies: ["MeshBase", "MeshCrypto", "MeshIdentity", "MeshWireGuard"]),
+        .target(name: "MeshCore", dependencies: ["MeshBase", "MeshCrypto", "MeshIdentity", "MeshWireGuard", "MeshSWIM", "MeshProtocol"]),
 
         // Test kit: in-memory twins (network of devices, virtual clock, packet builders).
         .target(name: "MeshTestKit", dependencies: ["MeshBase", "MeshCrypto", "MeshWireGuard", "MeshSWIM"]),
@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "MeshWireGuardTests", dependencies: ["MeshWireGuard", "MeshCrypto", "MeshBase", "MeshTestKit"]),
         .testTarget(name: "MeshSWIMTests", dependencies: ["MeshSWIM", "MeshTestKit", "MeshBase"]),
         .testTarget(name: "MeshProtocolTests", dependencies: ["MeshProtocol", "MeshIdentity", "MeshCrypto", "MeshBase", "MeshSWIM"]),
-        .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore", "MeshIdentity", "MeshWireGuard", "MeshBase"]),
+        .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore", "MeshIdentity", "MeshWireGuard", "MeshBase", "MeshSWIM", "MeshProtocol"]),
         .testTarget(name: "MeshSystemTests", dependencies: ["MeshSystem", "MeshIdentity", "MeshBase"]),
         .testTarget(name: "MeshLinuxTests", dependencies: ["MeshLinux", "MeshBase"]),
         .testTarget(name: "MeshUserspaceTests", dependencies: ["MeshUserspace", "MeshLinux", "MeshWireGuard", "MeshBase"]),
