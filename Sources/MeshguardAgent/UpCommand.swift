@@ -6,6 +6,7 @@
 import ArgumentParser
 import MeshBase
 import MeshCore
+import MeshUserspace
 import MeshDataPlane
 import MeshIdentity
 import MeshLinux
@@ -37,6 +38,12 @@ struct Up: ParsableCommand {
     @Option(help: "Interface MTU.") var mtu = 1420
     @Option(name: .customLong("listen-port"), help: "WireGuard UDP port (default 51820 kernel, 51821 userspace).") var listenPort: UInt16?
     @Option(name: .customLong("peers"), help: ArgumentHelp("Static peers file.", valueName: "file")) var peersFile: String?
+    @Option(name: .customLong("seed"), help: ArgumentHelp("A seed to join the mesh through (repeatable): 192.0.2.1:51821, [2001:db8::1]:51821, host:port or dns:domain.", valueName: "seed"))
+    var seeds: [String] = []
+    @Option(name: .customLong("control-port"), help: "Control-plane UDP port in kernel mode (userspace mode shares the WireGuard port).")
+    var controlPort: UInt16 = 51821
+    @Option(name: .customLong("advertise"), help: ArgumentHelp("The address other members reach this node at (default: the route toward the first seed).", valueName: "ip"))
+    var advertise: String?
 
     func validate() throws {
         if kernel && userspace { throw ValidationError("--kernel and --userspace exclude each other") }
@@ -45,12 +52,16 @@ struct Up: ParsableCommand {
             throw ValidationError("invalid interface name '\(interfaceName)': use 1-15 characters, no '/' or spaces")
         }
         guard (1280...65535).contains(mtu) else { throw ValidationError("--mtu must be between 1280 and 65535") }
+        for s in seeds where Seed(s) == nil {
+            throw ValidationError("'\(s)' is not a seed (use 192.0.2.1:51821, [2001:db8::1]:51821, host.example:51821 or dns:example.com)")
+        }
+        if let a = advertise, IPAddress(a) == nil { throw ValidationError("--advertise: '\(a)' is not an IP address") }
     }
 
     var chosenMode: DataPlaneMode { kernel ? .kernel : userspace ? .userspace : mode }
 
     /// Identity, trust and static peers, read fresh (start and every SIGHUP).
-    func loadPeers(_ dir: ConfigDirectory) throws -> [MeshPeerState] {
+    func loadPeers(_ dir: ConfigDirectory) throws -> (TrustSet, [MeshPeerState]) {
         let (trust, problems) = try cli { try dir.loadTrust() }
         for p in problems { Terminal.warn("skipped \(p)") }
         let path = peersFile ?? Files.join(dir.path, "static-peers")
@@ -58,7 +69,7 @@ struct Up: ParsableCommand {
         do {
             text = try Files.readText(path)
         } catch let e where e.isNotFound && peersFile == nil {
-            return []
+            return (trust, [])
         } catch {
             throw CLIError(error)
         }
@@ -66,7 +77,28 @@ struct Up: ParsableCommand {
         do { entries = try StaticPeers.parse(text) } catch { throw CLIError("\(path): \(error)") }
         let (peers, unresolved) = DesiredState.resolve(entries, trust: trust)
         for u in unresolved { Terminal.warn("\(path): \(u)") }
-        return peers
+        return (trust, peers)
+    }
+
+    /// Seeds from --seed and the seeds file.
+    func loadSeeds(_ dir: ConfigDirectory) throws -> [Seed] {
+        var out = seeds.compactMap(Seed.init)
+        let path = Files.join(dir.path, "seeds")
+        if let text = try? Files.readText(path) {
+            do { out += try Seed.parseFile(text) } catch { throw CLIError("\(path): \(error)") }
+        }
+        return out
+    }
+
+    /// Static peers, then every member gossip knows (gossip's endpoint wins: it is the member's own word).
+    static func merge(_ staticPeers: [MeshPeerState], _ gossip: [MeshPeerState]) -> [MeshPeerState] {
+        var byKey: [IdentityPublicKey: MeshPeerState] = [:]
+        var order: [IdentityPublicKey] = []
+        for p in staticPeers + gossip {
+            if byKey[p.key] == nil { order.append(p.key) }
+            if let e = p.endpoint ?? byKey[p.key]?.endpoint { byKey[p.key] = MeshPeerState(key: p.key, endpoint: e) } else { byKey[p.key] = p }
+        }
+        return order.map { byKey[$0]! }
     }
 
     /// Reports IPv4 mesh address collisions and how they are resolved.
@@ -80,8 +112,10 @@ struct Up: ParsableCommand {
     func run() throws {
         let dir = try options.directory()
         let identity = try cli { try dir.loadIdentity() }
-        var peers = try loadPeers(dir)
+        var (trust, staticPeers) = try loadPeers(dir)
+        var peers = staticPeers
         reportCollisions(peers, identity: identity)
+        let seedList = try loadSeeds(dir)
 
         // Signals and file changes arrive as descriptors on this thread; the
         // engine threads started below inherit the blocked signal mask.
@@ -135,10 +169,14 @@ struct Up: ParsableCommand {
         }
         writeStatus()
         Terminal.info("\(peers.count) peer(s) configured; running (SIGHUP reloads, SIGTERM stops)")
+        var membershipTrustChanged: ((TrustSet) -> Void)?
+        var membershipPeers: (() -> [MeshPeerState])?
         func reload(resync: Bool) {
             do {
                 for p in watched { watcher.watch(p) }   // authorized_keys/ may have been created
-                peers = try loadPeers(dir)
+                (trust, staticPeers) = try loadPeers(dir)
+                membershipTrustChanged?(trust)
+                peers = Up.merge(staticPeers, membershipPeers?() ?? [])
                 reportCollisions(peers, identity: identity)
                 if resync { plane.resync() }   // an administrator's reload also repairs drift (e.g. a manual `wg set`)
                 let change = try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
@@ -148,9 +186,69 @@ struct Up: ParsableCommand {
                 Terminal.warn("reload failed, keeping the current configuration: \(error)")
             }
         }
-        let poller = Poller([signals.fileDescriptor, watcher.fileDescriptor])
+        // Membership: SWIM over the authenticated control plane.
+        let transport: ControlTransport
+        let ctlPort: UInt16
+        do {
+            if let u = plane as? UserspaceDataPlane {
+                transport = try EngineControlTransport(engine: u.engine)
+                ctlPort = port
+            } else {
+                transport = try SocketControlTransport(port: controlPort)
+                ctlPort = controlPort
+            }
+        } catch {
+            plane.close()
+            throw CLIError("cannot open the control plane: \(error)")
+        }
+        let seedEndpoints = SeedResolver.resolve(seedList) { Terminal.warn($0) }
+        guard let here = advertise.flatMap(IPAddress.init) ?? localAddress(toward: seedEndpoints.first) else {
+            plane.close()
+            throw CLIError("cannot tell which address to advertise; give one with --advertise")
+        }
+        let wall = WallClock.now()
+        let node: MeshNode
+        do {
+            node = try MeshNode(identity: identity, controlEndpoint: Endpoint(here, port: ctlPort),
+                                wireGuardEndpoints: [Endpoint(here, port: port)], kernelMode: plane.mode == .kernel, trust: trust,
+                                epoch: UInt64(wall.seconds) * 1000 + UInt64(wall.nanoseconds / 1_000_000),
+                                seed: UInt64.random(in: .min ... .max), now: MonotonicClock.now())
+        } catch {
+            plane.close()
+            throw CLIError("cannot start membership: \(error)")
+        }
+        membershipTrustChanged = { node.setTrust($0) }
+        membershipPeers = { node.peers }
+        node.join(seeds: seedEndpoints, now: MonotonicClock.now())
+        Terminal.info("membership: advertising \(here) (control port \(ctlPort)); \(seedEndpoints.isEmpty ? "no seeds: waiting for members to join" : "joining through \(seedEndpoints.map(\.description).joined(separator: " "))")")
+        var appliedGeneration = node.generation
+        func applyMembership() {
+            guard node.generation != appliedGeneration else { return }
+            appliedGeneration = node.generation
+            peers = Up.merge(staticPeers, node.peers)
+            do {
+                let change = try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
+                if !change.peers.isEmpty {
+                    writeStatus()
+                    Terminal.info("membership: \(change.peers.count) peer change(s), \(peers.count) peer(s) configured")
+                }
+            } catch {
+                Terminal.warn("cannot apply the membership: \(error)")
+            }
+        }
+        func pump(_ now: Instant) {
+            for (bytes, from) in transport.receiveAll() { node.receive(bytes, from: from, now: now) }
+            node.handleTimers(now: now)
+            while let (bytes, to) = node.pollTransmit() { transport.send(bytes, to: to) }
+            applyMembership()
+        }
+
+        let poller = Poller([signals.fileDescriptor, watcher.fileDescriptor, transport.fileDescriptor])
         loop: while true {
-            guard (try? poller.wait(timeout: nil)) != nil else { break }
+            let now = MonotonicClock.now()
+            var timeout: Duration = .seconds(1)
+            if let d = node.nextDeadline() { timeout = min(timeout, max(.zero, d - now)) }
+            guard (try? poller.wait(timeout: timeout)) != nil else { break }
             if poller.isReady(0) {
                 for sig in signals.drain() {
                     if sig == SIGHUP { reload(resync: true) } else { break loop }
@@ -162,6 +260,14 @@ struct Up: ParsableCommand {
                 while (try? quiet.wait(timeout: .milliseconds(200))) ?? 0 > 0 { watcher.drain() }
                 reload(resync: false)
             }
+            pump(MonotonicClock.now())
+        }
+        // A graceful leave: tell the others, give the messages a moment to go out.
+        node.leave(now: MonotonicClock.now())
+        let leaveUntil = MonotonicClock.now() + .milliseconds(500)
+        while MonotonicClock.now() < leaveUntil, let d = node.nextDeadline() {
+            _ = try? Poller([transport.fileDescriptor]).wait(timeout: max(.zero, min(d, leaveUntil) - MonotonicClock.now()))
+            pump(MonotonicClock.now())
         }
         plane.close()
         try? Files.remove(statusFile)

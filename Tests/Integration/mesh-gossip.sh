@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Five agents form a full mesh by gossip from one seed (userspace mode), in
+# network namespaces joined by a bridge; a sixth node with a valid but
+# untrusted key is never added; a killed node leaves everyone's data plane.
+#
+#   ns sw: bridge br0
+#   ns n1..n6: eth0 10.0.0.i/24 ── veth ── br0        (n1 is the seed)
+source "$(dirname "$0")/lib.sh"
+need ip wg ping
+[[ -x $AGENT ]] || { echo "FAIL: $AGENT not built"; exit 1; }
+tmp=$(mktemp -d); trap 'cleanup; rm -rf "$tmp"' EXIT
+SW=mgsw-$RUN
+netns "$SW"
+ip -n "$SW" link add br0 type bridge
+ip -n "$SW" link set br0 up
+N=6
+for i in $(seq 1 $N); do
+    ns=mgn$i-$RUN
+    netns "$ns"
+    ip link add "v$RUN-$i" type veth peer name "p$RUN-$i"
+    ip link set "v$RUN-$i" netns "$ns"; ip link set "p$RUN-$i" netns "$SW"
+    ip -n "$ns" link set "v$RUN-$i" name eth0
+    ip -n "$ns" addr add "10.0.0.$i/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$SW" link set "p$RUN-$i" master br0 up
+    "$AGENT" keygen --config-dir "$tmp/n$i" >/dev/null
+    "$AGENT" export --config-dir "$tmp/n$i" > "$tmp/n$i.pub"
+done
+# Nodes 1-5 trust each other; nobody trusts node 6 (which trusts everyone).
+for i in $(seq 1 $N); do
+    for j in $(seq 1 5); do
+        [[ $i != "$j" ]] && "$AGENT" trust "$tmp/n$j.pub" --name "n$j" --config-dir "$tmp/n$i" >/dev/null
+    done
+done
+ipv4() { "$AGENT" show-identity --config-dir "$tmp/n$1" 2>/dev/null | awk '/mesh ipv4/ {print $3}'; }
+IFACE() { echo "mgm$1$RUN" | cut -c1-15; }
+
+start() {
+    local i=$1; shift
+    ip netns exec "mgn$i-$RUN" "$AGENT" up --userspace --interface "$(IFACE "$i")" --config-dir "$tmp/n$i" \
+        --runtime-dir "$tmp/run" "$@" 2>"$tmp/n$i.log" &
+    PIDS+=($!)
+}
+start 1
+for i in $(seq 2 $N); do start "$i" --seed 10.0.0.1:51821; done
+peers() { ip netns exec "mgn$1-$RUN" wg show "$(IFACE "$1")" peers 2>/dev/null | wc -l; }
+full() { for i in 1 2 3 4 5; do [[ $(peers "$i") -eq 4 ]] || return 1; done; }
+t0=$(date +%s%N)
+for _ in $(seq 300); do full && break; sleep 0.1; done
+t1=$(date +%s%N)
+check "five trusted nodes form a full mesh by gossip from one seed (took $(( (t1 - t0) / 1000000 )) ms)" full
+pings=0
+for i in 1 2 3 4 5; do for j in 1 2 3 4 5; do
+    [[ $i == "$j" ]] && continue
+    ip netns exec "mgn$i-$RUN" ping -c 1 -W 3 "$(ipv4 "$j")" >/dev/null 2>&1 && pings=$((pings + 1))
+done; done
+check "every pair pings over mesh addresses ($pings of 20)" test "$pings" -eq 20
+check "the untrusted node is in nobody's data plane" bash -c "! grep -q \"\$(cat $tmp/n6.pub)\" <(for i in 1 2 3 4 5; do ip netns exec mgn\$i-$RUN wg show \$(echo mgm\$i$RUN | cut -c1-15) peers; done)"
+check "the untrusted node reaches no mesh address" bash -c "! ip netns exec mgn6-$RUN ping -c 1 -W 1 $(ipv4 1)"
+
+kill -9 "${PIDS[4]}"; wait "${PIDS[4]}" 2>/dev/null   # node 5
+t0=$(date +%s%N)
+gone() { for i in 1 2 3 4; do [[ $(peers "$i") -eq 3 ]] || return 1; done; }
+for _ in $(seq 600); do gone && break; sleep 0.1; done
+t1=$(date +%s%N)
+check "a killed node leaves every other data plane (took $(( (t1 - t0) / 1000000 )) ms)" gone
+kill -TERM "${PIDS[3]}"; wait "${PIDS[3]}" 2>/dev/null   # node 4 leaves gracefully
+left() { for i in 1 2 3; do [[ $(peers "$i") -eq 2 ]] || return 1; done; }
+for _ in $(seq 300); do left && break; sleep 0.1; done
+check "a node that leaves gracefully is removed everywhere" left
+summary
