@@ -78,8 +78,9 @@ final class EngineControlTransport: ControlTransport, @unchecked Sendable {
 }
 
 /// The local IPv4 address the kernel would use to reach `target`, or the first
-/// non-loopback IPv4 address that is up: what this node advertises.
-func localAddress(toward target: Endpoint?) -> IPAddress? {
+/// non-loopback IPv4 address that is up and outside `excluding` (the mesh
+/// prefix: a mesh address is no way to reach the mesh): what this node advertises.
+func localAddress(toward target: Endpoint?, excluding: IPPrefix) -> IPAddress? {
     if let t = target, case .v4(let a) = t.address {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         if fd >= 0 {
@@ -104,7 +105,8 @@ func localAddress(toward target: Endpoint?) -> IPAddress? {
         if let sa = i.pointee.ifa_addr, sa.pointee.sa_family == sa_family_t(AF_INET),
            i.pointee.ifa_flags & UInt32(IFF_UP) != 0, i.pointee.ifa_flags & UInt32(IFF_LOOPBACK) == 0 {
             let sin = UnsafeRawPointer(sa).loadUnaligned(as: sockaddr_in.self)
-            return .v4(IPv4Address(UInt32(bigEndian: sin.sin_addr.s_addr)))
+            let a = IPAddress.v4(IPv4Address(UInt32(bigEndian: sin.sin_addr.s_addr)))
+            if !excluding.contains(a) { return a }
         }
         p = i.pointee.ifa_next
     }

@@ -202,7 +202,8 @@ struct Up: ParsableCommand {
             throw CLIError("cannot open the control plane: \(error)")
         }
         let seedEndpoints = SeedResolver.resolve(seedList) { Terminal.warn($0) }
-        guard let here = advertise.flatMap(IPAddress.init) ?? localAddress(toward: seedEndpoints.first) else {
+        guard let here = advertise.flatMap(IPAddress.init) ?? localAddress(toward: seedEndpoints.first,
+                                                                                 excluding: IPPrefix(.v4(MeshAddresses.ipv4Prefix), length: MeshAddresses.ipv4PrefixLength)!) else {
             plane.close()
             throw CLIError("cannot tell which address to advertise; give one with --advertise")
         }
