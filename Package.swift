@@ -14,6 +14,8 @@ let package = Package(
     name: "meshguard-agent",
     products: [
         .executable(name: "meshguard-agent", targets: ["MeshguardAgent"]),
+        // The SWIM core and its simulator, for the benchmark package in bench/swim.
+        .library(name: "MeshSWIMSimulation", targets: ["MeshBase", "MeshSWIM", "MeshTestKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -19,6 +19,13 @@ public enum IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     public var isIPv4: Bool { if case .v4 = self { return true } else { return false } }
+    /// 127.0.0.0/8 or ::1.
+    public var isLoopback: Bool {
+        switch self {
+        case .v4(let a): return a.value >> 24 == 127
+        case .v6(let a): return a.high == 0 && a.low == 1
+        }
+    }
 
     /// Address width in bits (32 or 128).
     public var bitWidth: Int { isIPv4 ? 32 : 128 }

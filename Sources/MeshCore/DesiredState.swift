@@ -14,8 +14,12 @@ public struct MeshPeerState: Equatable, Sendable {
     public let key: IdentityPublicKey
     public var endpoint: Endpoint?
     public var persistentKeepalive: UInt16?
-    public init(key: IdentityPublicKey, endpoint: Endpoint?, persistentKeepalive: UInt16? = nil) {
-        self.key = key; self.endpoint = endpoint; self.persistentKeepalive = persistentKeepalive
+    /// False while the peer may not know us yet: it is configured (key and
+    /// endpoint, so its handshakes are answered) without allowed IPs, so no
+    /// traffic starts a handshake toward it that it would drop.
+    public var routed: Bool
+    public init(key: IdentityPublicKey, endpoint: Endpoint?, persistentKeepalive: UInt16? = nil, routed: Bool = true) {
+        self.key = key; self.endpoint = endpoint; self.persistentKeepalive = persistentKeepalive; self.routed = routed
     }
 }
 
@@ -34,7 +38,7 @@ public enum DesiredState {
         let losers = AddressCollisions.ipv4Losers(peers.map(\.key) + [identity.publicKey])
         for p in peers where p.key != identity.publicKey {
             let a = p.key.meshAddresses
-            let ips: [IPPrefix] = losers.contains(p.key) ? [.host(.v6(a.ipv6))] : [.host(.v4(a.ipv4)), .host(.v6(a.ipv6))]
+            let ips: [IPPrefix] = !p.routed ? [] : losers.contains(p.key) ? [.host(.v6(a.ipv6))] : [.host(.v4(a.ipv4)), .host(.v6(a.ipv6))]
             c.peers.append(PeerConfiguration(publicKey: p.key.wireGuardPublicKey, endpoint: p.endpoint,
                                              persistentKeepaliveInterval: p.persistentKeepalive, allowedIPs: ips))
         }

@@ -6,7 +6,7 @@ import MeshBase
 public struct WireError: Error, Equatable, Sendable, CustomStringConvertible {
     public enum Reason: String, Sendable {
         case truncated, trailingBytes, badMagic, unsupportedVersion, unknownType, badValue, badSignature,
-             untrustedSender, replayed, staleRecord, tooLarge
+             untrustedSender, replayed, staleRecord, forgedRecord, tooLarge
     }
     public let reason: Reason
     public let detail: String

@@ -43,15 +43,23 @@ public struct SWIMMembership: Sendable {
     /// True once `leave(now:)` was called: the node only finishes disseminating its leave.
     public private(set) var hasLeft = false
     public private(set) var counters = SWIMCounters()
+    /// Metadata for an incarnation: when set, called whenever the local
+    /// incarnation changes (refutation, `update`), and its answer becomes the
+    /// metadata. The owner of a signed record re-signs it here, so every alive
+    /// update carries a record of exactly its incarnation and no one relaying
+    /// gossip can lift an old record to a new incarnation.
+    public var stamp: (@Sendable (_ incarnation: UInt64) -> [UInt8])? {
+        didSet { if let f = stamp { metadata = f(incarnation) } }
+    }
 
     private var rng: SeededRandom
-    /// Every member known, by identity key (the local node is not in it).
-    private var records: [Bytes32: Member] = [:]
-    /// The keys of `records` in an array, for uniform random choice (swap-removed).
-    private var order: [Bytes32] = []
-    private var orderIndex: [Bytes32: Int] = [:]
-    /// SWIM's randomized round-robin: shuffled at the end of each round, new members at random positions.
-    private var probeOrder: [Bytes32] = []
+    /// Every member known (the local node is not in it), by identity key and
+    /// by slot; slot order is insertion order with swap-removal, for uniform
+    /// random choice (MemberTable.swift).
+    private var table = MemberTable()
+    /// SWIM's randomized round-robin, as slot numbers: shuffled at the end of
+    /// each round, new members at random positions.
+    private var probeOrder: [Int32] = []
     private var probeIndex = 0
     /// Members suspected by others, to probe before the round-robin continues (see applySuspect).
     private var urgentProbes: [Bytes32] = []
@@ -109,6 +117,23 @@ public struct SWIMMembership: Sendable {
         nextRejoinAt = stagger(config.rejoinInterval, &rng)
     }
 
+    /// Starts from a converged view: every member of `members` not yet known
+    /// (the local one is skipped) becomes alive at its incarnation, with no
+    /// event and no gossip, and the probe round is reshuffled. For simulations
+    /// and benchmarks that start from a mesh that has already converged instead
+    /// of joining every node (`SWIMSimulator.assumeConverged`).
+    public mutating func assumeConverged(with members: [Member]) {
+        table.reserveCapacity(table.count + members.count)
+        probeOrder.reserveCapacity(table.count + members.count)
+        for m in members where m.id != id && table.slot(of: m.id) == nil {
+            let s = table.append(Member(id: m.id, endpoint: m.endpoint, metadata: m.metadata, incarnation: m.incarnation, state: .alive))
+            probeOrder.append(Int32(s))
+            liveMemberCount += 1
+        }
+        probeOrder.shuffle(using: &rng)
+        probeIndex = 0
+    }
+
     // MARK: Reading the view
 
     /// The local member as others should see it.
@@ -118,9 +143,12 @@ public struct SWIMMembership: Sendable {
     }
 
     /// Every other member known, in key order.
-    public var members: [Member] { records.values.sorted { $0.id < $1.id } }
+    public var members: [Member] { table.slots.map(\.member).sorted { $0.id < $1.id } }
 
-    public func member(_ id: Bytes32) -> Member? { records[id] }
+    public func member(_ id: Bytes32) -> Member? { table.member(id) }
+
+    /// Every other member known, in any state: `members.count` without building the list.
+    public var memberCount: Int { table.count }
 
     /// Live members including this one: the N of SWIM's formulas.
     public var clusterSize: Int { liveMemberCount + 1 }
@@ -198,7 +226,7 @@ public struct SWIMMembership: Sendable {
         if let m = metadata, m.count > config.maxMetadataSize { throw .metadataTooLarge(size: m.count, limit: config.maxMetadataSize) }
         if let e = endpoint { self.endpoint = e }
         if let m = metadata { self.metadata = m }
-        incarnation += 1
+        setIncarnation(incarnation + 1)
         broadcasts.enqueue(aliveSelf)
     }
 
@@ -217,7 +245,7 @@ public struct SWIMMembership: Sendable {
                 awareness.apply(-1)
                 // Ours: an ack from a member we still suspect means it is up and its refutation
                 // missed us; probe it again next (buddy ping) until its ack carries the refutation.
-                if config.recheckSuspects, case .suspect = records[p.target]?.state { urgentProbes.append(p.target) }
+                if config.recheckSuspects, status(of: p.target) == .suspect { urgentProbes.append(p.target) }
             } else if let r = relays.removeValue(forKey: seq) {
                 send(.ack(sequence: r.requesterSequence), to: r.requester)
             }
@@ -255,9 +283,9 @@ public struct SWIMMembership: Sendable {
         // Suspicions that ran out.
         if !suspicions.isEmpty {
             for member in suspicions.filter({ $0.value.deadline <= now }).keys.sorted() {
-                guard let s = suspicions[member], let m = records[member] else { continue }
+                guard let s = suspicions[member], let slot = table.slot(of: member) else { continue }
                 counters.deadDeclared += 1
-                applyDead(member: member, incarnation: max(s.incarnation, m.incarnation), from: id, now: now)
+                applyDead(member: member, incarnation: max(s.incarnation, table[slot].incarnation), from: id, now: now)
             }
         }
         // Relays: nack the requester, forget expired ones.
@@ -287,8 +315,8 @@ public struct SWIMMembership: Sendable {
         // Anti-entropy.
         if now >= nextPushPullAt {
             nextPushPullAt = now + Scaling.pushPullInterval(config.pushPullInterval, members: clusterSize)
-            if let peer = randomMembers(1, where: { $0.state == .alive }).first {
-                sendPushPull(to: peer.endpoint, exchange: nil, isJoin: false)
+            if let peer = randomMembers(1, where: { $0.status == .alive }).first {
+                sendPushPull(to: table[peer].endpoint, exchange: nil, isJoin: false)
             }
         }
         if now >= nextRejoinAt { rejoin(now: now) }
@@ -300,22 +328,24 @@ public struct SWIMMembership: Sendable {
     private mutating func startProbe(now: Instant) {
         let interval = awareness.scale(config.probeInterval)
         nextProbeAt = now + interval
-        guard let target = nextProbeTarget(), let m = records[target] else { return }
+        guard let slot = nextProbeTarget() else { return }
+        let m = table[slot], target = m.id
         counters.probes += 1
         let seq = nextSequence()
         probe = Probe(target: target, sequence: seq, indirectAt: now + awareness.scale(config.probeTimeout), endsAt: now + interval)
         // Buddy system: a suspect learns it is suspected from the probe itself and can refute in its ack.
         var first: [GossipUpdate] = []
-        if case .suspect = m.state { first = [.suspect(member: target, incarnation: m.incarnation, from: id)] }
+        if m.status == .suspect { first = [.suspect(member: target, incarnation: m.incarnation, from: id)] }
         send(.ping(sequence: seq, target: target), to: m.endpoint, first: first)
     }
 
     private mutating func sendIndirectProbes(_ p: inout Probe) {
         p.indirectSent = true
-        guard let target = records[p.target] else { return }
-        let relays = randomMembers(config.indirectChecks, where: { $0.id != p.target && $0.state == .alive })
+        guard let target = table.slot(of: p.target) else { return }
+        let targetEndpoint = table[target].endpoint
+        let relays = randomMembers(config.indirectChecks, where: { $0.id != p.target && $0.status == .alive })
         for r in relays {
-            send(.pingReq(sequence: p.sequence, target: p.target, targetEndpoint: target.endpoint, wantNack: true), to: r.endpoint)
+            send(.pingReq(sequence: p.sequence, target: p.target, targetEndpoint: targetEndpoint, wantNack: true), to: table[r].endpoint)
         }
         counters.indirectProbes += relays.count
         p.expectedNacks = relays.count
@@ -325,28 +355,28 @@ public struct SWIMMembership: Sendable {
         counters.probesFailed += 1
         // Lifeguard: missing nacks mean our own messages are not getting through.
         awareness.apply(p.expectedNacks > 0 ? max(0, p.expectedNacks - p.nacks) : 1)
-        guard let m = records[p.target], m.state.isLive else { return }
-        applySuspect(member: p.target, incarnation: m.incarnation, from: id, now: now)
+        guard let slot = table.slot(of: p.target), table[slot].isLive else { return }
+        applySuspect(member: p.target, incarnation: table[slot].incarnation, from: id, now: now)
     }
 
-    /// The next live member in the randomized round-robin; reshuffles at the end of a round.
-    private mutating func nextProbeTarget() -> Bytes32? {
+    /// The slot of the next live member in the randomized round-robin; reshuffles at the end of a round.
+    private mutating func nextProbeTarget() -> Int? {
         while !urgentProbes.isEmpty {
             let u = urgentProbes.removeFirst()
-            if case .suspect = records[u]?.state { return u }
+            if let slot = table.slot(of: u), table[slot].status == .suspect { return slot }
         }
         var visited = 0
         while visited <= probeOrder.count {
             if probeIndex >= probeOrder.count {
-                probeOrder.removeAll { records[$0] == nil }
+                // probeOrder holds exactly the table's slots (add and reap keep it so).
                 probeOrder.shuffle(using: &rng)
                 probeIndex = 0
                 if probeOrder.isEmpty { return nil }
             }
-            let candidate = probeOrder[probeIndex]
+            let candidate = Int(probeOrder[probeIndex])
             probeIndex += 1
             visited += 1
-            if let m = records[candidate], m.state.isLive { return candidate }
+            if table[candidate].isLive { return candidate }
         }
         return nil
     }
@@ -381,9 +411,9 @@ public struct SWIMMembership: Sendable {
         guard !broadcasts.isEmpty else { return }
         let toTheDead = config.gossipToTheDeadTime, leaving = hasLeft
         let targets = randomMembers(config.gossipNodes) { m in
-            switch m.state {
+            switch m.status {
             case .alive, .suspect: return true
-            case .dead(let since): return !leaving && now - since < toTheDead
+            case .dead: return !leaving && now - m.since < toTheDead
             case .left: return false
             }
         }
@@ -393,7 +423,7 @@ public struct SWIMMembership: Sendable {
             let budget = config.maxMessageSize - SWIMPacket.headerSize
             let updates = broadcasts.take(budget: budget, limit: retransmitLimit)
             if updates.isEmpty { break }
-            emit(SWIMPacket(sender: id, message: .gossip, updates: updates), to: t.endpoint)
+            emit(SWIMPacket(sender: id, message: .gossip, updates: updates), to: table[t].endpoint)
         }
     }
 
@@ -401,10 +431,9 @@ public struct SWIMMembership: Sendable {
     /// `exchange` starts a new exchange (a request), otherwise this is the reply.
     private mutating func sendPushPull(to destination: Endpoint, exchange: UInt32?, isJoin: Bool) {
         var entries = [MemberEntry(member: id, incarnation: incarnation, status: .alive, endpoint: endpoint, metadata: metadata)]
-        entries.reserveCapacity(order.count + 1)
-        for key in order {
-            guard let m = records[key] else { continue }
-            entries.append(MemberEntry(member: m.id, incarnation: m.incarnation, status: m.state.status, endpoint: m.endpoint, metadata: m.metadata))
+        entries.reserveCapacity(table.count + 1)
+        for m in table.slots {
+            entries.append(MemberEntry(member: m.id, incarnation: m.incarnation, status: m.status, endpoint: m.endpoint, metadata: m.metadata))
         }
         let capacity = config.maxMessageSize - SWIMPacket.headerSize - PushPull.headerSize
         var chunks: [[MemberEntry]] = [[]]
@@ -441,7 +470,7 @@ public struct SWIMMembership: Sendable {
         nextRejoinAt = now + (isolated ? config.joinRetryInterval : config.rejoinInterval)
         if !seeds.isEmpty {
             var inside = Set<Endpoint>()
-            if !isolated { for m in records.values where m.state.isLive { inside.insert(m.endpoint) } }
+            if !isolated { for m in table.slots where m.isLive { inside.insert(m.endpoint) } }
             let outside = seeds.filter { !inside.contains($0) }
             if isolated {
                 for s in outside { sendPushPull(to: s, exchange: nil, isJoin: true) }
@@ -450,9 +479,9 @@ public struct SWIMMembership: Sendable {
             }
         }
         if !down.isEmpty {
-            let dead = order.filter { if case .dead = records[$0]?.state { return true } else { return false } }
-            if let d = dead.randomElement(using: &rng), let m = records[d] {
-                sendPushPull(to: m.endpoint, exchange: nil, isJoin: true)
+            let dead = table.indices.filter { table[$0].status == .dead }
+            if let d = dead.randomElement(using: &rng) {
+                sendPushPull(to: table[d].endpoint, exchange: nil, isJoin: true)
             }
         }
     }
@@ -471,10 +500,15 @@ public struct SWIMMembership: Sendable {
     /// Refutes an accusation (suspect, dead, left, or a stale alive) at
     /// `accused`: a higher incarnation, gossiped alive. Lifeguard counts it against local health.
     private mutating func refute(accused: UInt64) {
-        incarnation = max(incarnation, accused) + 1
+        setIncarnation(max(incarnation, accused) + 1)
         counters.refutations += 1
         awareness.apply(1)
         broadcasts.enqueue(aliveSelf)
+    }
+
+    private mutating func setIncarnation(_ n: UInt64) {
+        incarnation = n
+        if let f = stamp { metadata = f(n) }
     }
 
     /// Ours: an accusation older than our incarnation means its sender missed
@@ -491,16 +525,17 @@ public struct SWIMMembership: Sendable {
             return
         }
         guard meta.count <= config.maxMetadataSize else { return }
-        if let before = records[member] {
+        if let slot = table.slot(of: member) {
+            let before = table[slot]
             guard inc > before.incarnation else { return }   // stale or already known
             var m = before
             m.incarnation = inc; m.endpoint = e; m.metadata = meta; m.state = .alive
             suspicions[member] = nil
-            store(m, was: before.state)
-            switch before.state {
-            case .alive: if e != before.endpoint || meta != before.metadata { eventQueue.append(.updated(m)) }
-            case .suspect, .dead: eventQueue.append(.aliveAgain(m))
-            case .left: eventQueue.append(.joined(m))
+            store(m, in: slot, was: before.status)
+            switch before.status {
+            case .alive: if e != before.endpoint || meta != before.metadata { eventQueue.append(.updated(m.member)) }
+            case .suspect, .dead: eventQueue.append(.aliveAgain(m.member))
+            case .left: eventQueue.append(.joined(m.member))
             }
         } else {
             let m = Member(id: member, endpoint: e, metadata: meta, incarnation: inc, state: .alive)
@@ -515,8 +550,10 @@ public struct SWIMMembership: Sendable {
             if inc >= incarnation { refute(accused: inc) } else { reassert() }
             return
         }
-        guard var m = records[member], inc >= m.incarnation else { return }
-        switch m.state {
+        guard let slot = table.slot(of: member) else { return }
+        var m = table[slot]
+        guard inc >= m.incarnation else { return }
+        switch m.status {
         case .dead, .left:
             return
         case .suspect:
@@ -530,17 +567,17 @@ public struct SWIMMembership: Sendable {
             }
             fallthrough   // a suspicion of a newer incarnation starts over
         case .alive:
-            let was = m.state
+            let was = m.status
             m.incarnation = inc
             m.state = .suspect(since: now)
-            store(m, was: was)
+            store(m, in: slot, was: was)
             suspicions[member] = newSuspicion(incarnation: inc, from: from, now: now)
             // Ours: probe a new suspect next, before the round-robin continues, with the suspicion
             // piggybacked (the buddy ping). If it refuted and we missed the refutation, its ack
             // brings the refutation back; if it is down, our failed probe confirms the suspicion.
             if config.recheckSuspects, probe?.target != member { urgentProbes.append(member) }
             counters.suspicionsStarted += 1
-            eventQueue.append(.suspect(m))
+            eventQueue.append(.suspect(m.member))
             broadcasts.enqueue(.suspect(member: member, incarnation: inc, from: from))
         }
     }
@@ -561,13 +598,15 @@ public struct SWIMMembership: Sendable {
             return
         }
         if from == member { applyLeft(member: member, incarnation: inc, now: now); return }
-        guard var m = records[member], inc >= m.incarnation, m.state.isLive else { return }
-        let was = m.state
+        guard let slot = table.slot(of: member) else { return }
+        var m = table[slot]
+        guard inc >= m.incarnation, m.isLive else { return }
+        let was = m.status
         suspicions[member] = nil
         m.incarnation = inc
         m.state = .dead(since: now)
-        store(m, was: was)
-        eventQueue.append(.dead(m))
+        store(m, in: slot, was: was)
+        eventQueue.append(.dead(m.member))
         broadcasts.enqueue(.dead(member: member, incarnation: inc, from: from))
     }
 
@@ -576,27 +615,33 @@ public struct SWIMMembership: Sendable {
             if inc >= incarnation { refute(accused: inc) }
             return
         }
-        guard var m = records[member], inc >= m.incarnation else { return }
-        if case .left = m.state { return }
-        let was = m.state
+        guard let slot = table.slot(of: member) else { return }
+        var m = table[slot]
+        guard inc >= m.incarnation, m.status != .left else { return }
+        let was = m.status
         suspicions[member] = nil
         m.incarnation = inc
         m.state = .left(since: now)
-        store(m, was: was)
-        eventQueue.append(.left(m))
+        store(m, in: slot, was: was)
+        eventQueue.append(.left(m.member))
         broadcasts.enqueue(.left(member: member, incarnation: inc))
     }
 
     // MARK: Bookkeeping
 
-    /// Writes `m` back, keeping the live count and the reap candidates right.
-    private mutating func store(_ m: Member, was: MemberState?) {
-        let wasLive = was?.isLive ?? false
-        if wasLive != m.state.isLive { liveMemberCount += m.state.isLive ? 1 : -1 }
-        records[m.id] = m
-        switch m.state {
-        case .dead(let since): markDown(m.id, reapAt: since + config.deadReapTime)
-        case .left(let since): markDown(m.id, reapAt: since + config.leftReapTime)
+    /// Writes `m` back to `slot`, keeping the live count and the reap candidates right.
+    private mutating func store(_ m: MemberTable.Slot, in slot: Int, was: MemberStatus) {
+        let wasLive = was == .alive || was == .suspect
+        if wasLive != m.isLive { liveMemberCount += m.isLive ? 1 : -1 }
+        table[slot] = m
+        track(m)
+    }
+
+    /// Counts a stored member as a reap candidate, or not.
+    private mutating func track(_ m: MemberTable.Slot) {
+        switch m.status {
+        case .dead: markDown(m.id, reapAt: m.since + config.deadReapTime)
+        case .left: markDown(m.id, reapAt: m.since + config.leftReapTime)
         case .alive, .suspect: down.remove(m.id)
         }
     }
@@ -607,55 +652,57 @@ public struct SWIMMembership: Sendable {
     }
 
     private mutating func add(_ m: Member) {
-        orderIndex[m.id] = order.count
-        order.append(m.id)
+        let slot = table.append(m)
         // A new member goes to a random place in the probe round (memberlist).
         let at = Int.random(in: 0...probeOrder.count, using: &rng)
-        probeOrder.insert(m.id, at: at)
+        probeOrder.insert(Int32(slot), at: at)
         if at < probeIndex { probeIndex += 1 }
-        store(m, was: nil)
+        if m.state.isLive { liveMemberCount += 1 }
+        track(table[slot])
     }
 
     private mutating func reap(now: Instant) {
         var next: Instant?
         for member in down.sorted() {
-            guard let m = records[member] else { down.remove(member); continue }
+            guard let slot = table.slot(of: member) else { down.remove(member); continue }
+            let m = table[slot]
             let at: Instant
-            switch m.state {
-            case .dead(let since): at = since + config.deadReapTime
-            case .left(let since): at = since + config.leftReapTime
+            switch m.status {
+            case .dead: at = m.since + config.deadReapTime
+            case .left: at = m.since + config.leftReapTime
             case .alive, .suspect: down.remove(member); continue
             }
             if at > now { next = min(next ?? at, at); continue }
             down.remove(member)
-            records[member] = nil
-            if let i = orderIndex.removeValue(forKey: member) {
-                let last = order.removeLast()
-                if i < order.count { order[i] = last; orderIndex[last] = i }
-            }
-            if let i = probeOrder.firstIndex(of: member) {
+            if let i = probeOrder.firstIndex(of: Int32(slot)) {
                 probeOrder.remove(at: i)
                 if i < probeIndex { probeIndex -= 1 }
+            }
+            // The last slot moves into the freed one: renumber it in the probe round.
+            if let moved = table.remove(slot: slot), let i = probeOrder.firstIndex(of: Int32(moved)) {
+                probeOrder[i] = Int32(slot)
             }
             eventQueue.append(.reaped(member))
         }
         nextReapAt = next
     }
 
-    /// Up to `k` distinct random members satisfying `accept` (memberlist's kRandomNodes: at most 3n tries).
-    private mutating func randomMembers(_ k: Int, where accept: (Member) -> Bool) -> [Member] {
-        var chosen: [Member] = []
-        let n = order.count
+    /// The slots of up to `k` distinct random members satisfying `accept` (memberlist's kRandomNodes: at most 3n tries).
+    private mutating func randomMembers(_ k: Int, where accept: (MemberTable.Slot) -> Bool) -> [Int] {
+        var chosen: [Int] = []
+        let n = table.count
         guard k > 0, n > 0 else { return chosen }
         var tries = 0
         while chosen.count < k, tries < 3 * n {
             tries += 1
-            let key = order[Int.random(in: 0..<n, using: &rng)]
-            guard let m = records[key], accept(m), !chosen.contains(where: { $0.id == key }) else { continue }
-            chosen.append(m)
+            let slot = Int.random(in: 0..<n, using: &rng)
+            guard accept(table[slot]), !chosen.contains(slot) else { continue }
+            chosen.append(slot)
         }
         return chosen
     }
+
+    private func status(of member: Bytes32) -> MemberStatus? { table.slot(of: member).map { table[$0].status } }
 
     private mutating func nextSequence() -> UInt32 {
         sequence &+= 1

@@ -74,6 +74,12 @@ public final class SWIMSimulator {
     public private(set) var now: Instant
     public private(set) var nodes: [Node] = []
     public private(set) var stats = NetworkStats()
+    /// Called with every event a node reports (node index, when, event).
+    public var onEvent: ((_ node: Int, _ at: Instant, _ event: MembershipEvent) -> Void)?
+    /// Whether nodes keep their events in `Node.events` (the default). Long
+    /// runs of large meshes that only count events through `onEvent` turn it
+    /// off: under loss every node hears of every suspicion.
+    public var keepsEvents = true
     /// Partition group of each node; packets between different groups are dropped.
     private var group: [Int]
     private var byEndpoint: [Endpoint: Int] = [:]
@@ -119,6 +125,19 @@ public final class SWIMSimulator {
         for i in nodes.indices {
             join(i, seeds: [seed])
             if spacing > .zero { run(for: spacing) }
+        }
+    }
+
+    /// Makes the nodes `set` (default: all) a converged mesh at once, without
+    /// joining: each knows every other node of the set alive at its current
+    /// incarnation (`SWIMMembership.assumeConverged`). No events are recorded
+    /// and no packets sent; nodes outside the set are untouched.
+    public func assumeConverged(_ set: [Int]? = nil) {
+        let indices = set ?? Array(nodes.indices)
+        let members = indices.map { nodes[$0].membership.localMember }
+        for i in indices {
+            nodes[i].membership.assumeConverged(with: members)
+            schedule(i)
         }
     }
 
@@ -230,7 +249,10 @@ public final class SWIMSimulator {
     private func pump(_ i: Int) {
         let n = nodes[i]
         while let (packet, to) = n.membership.pollTransmit() { transmit(packet, from: i, to: to) }
-        while let e = n.membership.pollEvent() { n.events.append((now, e)) }
+        while let e = n.membership.pollEvent() {
+            onEvent?(i, now, e)
+            if keepsEvents { n.events.append((now, e)) }
+        }
         schedule(i)
     }
 

@@ -9,6 +9,7 @@
 import Glibc
 #endif
 import MeshBase
+import MeshLinux
 import MeshWireGuard
 
 final class UAPIServer {
@@ -121,22 +122,7 @@ final class UAPIServer {
         return true
     }
 
-    static func address(_ path: String) -> sockaddr_un {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = b }
-        }
-        return addr
-    }
+    static func address(_ path: String) -> sockaddr_un { UnixControlClient.address(path) }
 
-    static func isListening(_ path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { Glibc.close(fd) }
-        var addr = address(path)
-        return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
-        }
-    }
+    static func isListening(_ path: String) -> Bool { UnixControlClient.isListening(path) }
 }

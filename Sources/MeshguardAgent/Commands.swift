@@ -31,10 +31,11 @@ struct MeshguardAgentCommand: ParsableCommand {
           meshguard-agent trusted                      list trusted peers
           meshguard-agent revoke laptop                stop trusting a peer
           meshguard-agent wireguard wg0                userspace WireGuard only, set up with wg(8)
-          meshguard-agent up --userspace               bring up mg0 with the peers in static-peers
+          meshguard-agent up --seed 192.0.2.1:51821    join the mesh through a seed
+          meshguard-agent status                       what the running agent is doing (--json for tools)
         """,
         version: version,
-        subcommands: [Up.self, Status.self, Keygen.self, Export.self, ShowIdentity.self, Trust.self, Revoke.self, Trusted.self, WireGuardCommand.self, Debug.self]
+        subcommands: [Up.self, Status.self, Peers.self, Down.self, Keygen.self, Export.self, ShowIdentity.self, Trust.self, Revoke.self, Trusted.self, WireGuardCommand.self, Debug.self]
     )
 }
 

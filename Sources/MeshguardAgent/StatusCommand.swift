@@ -1,9 +1,10 @@
-// `meshguard-agent status`: what the running agent is doing. Until the
-// control socket arrives (issue 6), `up` writes its status atomically to
-// <runtime-dir>/<interface>.status whenever it changes, and this command
-// prints it. The runtime directory is /run/meshguard, or
-// $MESHGUARD_RUNTIME_DIR, or --runtime-dir.
+// `meshguard-agent status | peers | down`: ask the running agent over its
+// control socket, <runtime-dir>/control.sock (runtime dir: /run/meshguard,
+// $MESHGUARD_RUNTIME_DIR, or --runtime-dir). The socket belongs to root and
+// the agent's admin group; anyone else gets a permission error at once.
+// Requests and answers: docs/control.md.
 import ArgumentParser
+import MeshLinux
 import MeshSystem
 #if canImport(Glibc)
 import Glibc
@@ -13,28 +14,46 @@ struct RuntimeOptions: ParsableArguments {
     @Option(name: .customLong("runtime-dir"), help: ArgumentHelp("Runtime directory (default /run/meshguard).", valueName: "dir"))
     var runtimeDir: String?
 
-    var path: String {
-        if let r = runtimeDir { return r }
+    var path: String { runtimeDir ?? environmentPath ?? "/run/meshguard" }
+
+    /// $MESHGUARD_RUNTIME_DIR when set and not empty.
+    var environmentPath: String? {
         if let e = getenv("MESHGUARD_RUNTIME_DIR"), e.pointee != 0 { return String(cString: e) }
-        return "/run/meshguard"
+        return nil
     }
 
-    func statusFile(_ interface: String) -> String { Files.join(path, interface + ".status") }
+    var controlSocket: String { Files.join(path, "control.sock") }
+
+    /// Sends one request to the agent and prints its answer.
+    func ask(_ request: String) throws {
+        do {
+            print(try UnixControlClient.request(request, path: controlSocket), terminator: "")
+        } catch {
+            throw CLIError("\(error)")
+        }
+    }
 }
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the running agent's data plane mode (and why), interface and peers.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show what the running agent is doing: mode (and why), interface, keys, addresses, members and peers.",
+        discussion: "Per member: name, state, endpoint, path, latest handshake and transfer. --json prints the same as JSON (schema: docs/control.md).")
     @OptionGroup var runtime: RuntimeOptions
-    @Option(name: .customLong("interface"), help: "Interface name.") var interfaceName = "mg0"
+    @Flag(help: "Print JSON (schema 1, docs/control.md).") var json = false
 
-    func run() throws {
-        let file = runtime.statusFile(interfaceName)
-        do {
-            print(try Files.readText(file), terminator: "")
-        } catch let e where e.isNotFound {
-            throw CLIError("no agent is running on \(interfaceName) (no \(file)); start one with: meshguard-agent up")
-        } catch {
-            throw CLIError(error)
-        }
-    }
+    func run() throws { try runtime.ask(json ? "status json" : "status") }
+}
+
+struct Peers: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the running agent's WireGuard peers: endpoint, mesh address, latest handshake, transfer.")
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run() throws { try runtime.ask("peers") }
+}
+
+struct Down: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop the running agent: it leaves the mesh gracefully and removes its interface.")
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run() throws { try runtime.ask("down") }
 }

@@ -11,6 +11,7 @@ import MeshDataPlane
 import MeshIdentity
 import MeshLinux
 import MeshNetlink
+import MeshSWIM
 import MeshSystem
 import MeshWireGuard
 #if canImport(Glibc)
@@ -31,37 +32,115 @@ struct Up: ParsableCommand {
 
     @OptionGroup var options: ConfigOptions
     @OptionGroup var runtime: RuntimeOptions
-    @Option(help: "Data plane: auto, kernel or userspace.") var mode: DataPlaneMode = .auto
+    @Option(name: .customLong("config"), help: ArgumentHelp("Configuration file (default <config-dir>/meshguard-agent.toml, if it exists). Flags override it.", valueName: "file"))
+    var configFile: String?
+    @Option(help: "Data plane: auto, kernel or userspace (default auto).") var mode: DataPlaneMode?
     @Flag(help: "Use the kernel's WireGuard (same as --mode kernel).") var kernel = false
     @Flag(help: "Use the userspace WireGuard (same as --mode userspace).") var userspace = false
-    @Option(name: .customLong("interface"), help: "Interface name.") var interfaceName = "mg0"
-    @Option(help: "Interface MTU.") var mtu = 1420
+    @Option(name: .customLong("interface"), help: "Interface name (default mg0).") var interfaceName: String?
+    @Option(help: "Interface MTU (default 1420).") var mtu: Int?
     @Option(name: .customLong("listen-port"), help: "WireGuard UDP port (default 51820 kernel, 51821 userspace).") var listenPort: UInt16?
-    @Option(name: .customLong("peers"), help: ArgumentHelp("Static peers file.", valueName: "file")) var peersFile: String?
+    @Option(name: .customLong("peers"), help: ArgumentHelp("Static peers file (default <config-dir>/static-peers).", valueName: "file")) var peersFile: String?
     @Option(name: .customLong("seed"), help: ArgumentHelp("A seed to join the mesh through (repeatable): 192.0.2.1:51821, [2001:db8::1]:51821, host:port or dns:domain.", valueName: "seed"))
     var seeds: [String] = []
-    @Option(name: .customLong("control-port"), help: "Control-plane UDP port in kernel mode (userspace mode shares the WireGuard port).")
-    var controlPort: UInt16 = 51821
+    @Option(name: .customLong("control-port"), help: "Control-plane UDP port in kernel mode (default 51821; userspace mode shares the WireGuard port).")
+    var controlPort: UInt16?
     @Option(name: .customLong("advertise"), help: ArgumentHelp("The address other members reach this node at (default: the route toward the first seed).", valueName: "ip"))
     var advertise: String?
+    @Option(name: .customLong("admin-group"), help: ArgumentHelp("Group allowed to use the control socket when it exists (default meshguard); others need root.", valueName: "group"))
+    var adminGroup: String?
+    @Option(name: .customLong("log-level"), help: "Log level: debug, info, warning or error (default info).") var logLevel: Log.Level?
+    @Option(name: .customLong("log-format"), help: "Log format: text (journald-friendly) or json (one object per line) (default text).") var logFormat: Log.Format?
+    @Option(name: .customLong("metrics-address"), help: ArgumentHelp("Serve Prometheus metrics at http://ADDRESS/metrics (opt-in; e.g. 127.0.0.1:9586).", valueName: "address:port"))
+    var metricsAddress: String?
+    @Flag(name: .customLong("open"), help: "Labs only: trust every key that joins; authorized_keys/ is NOT enforced.")
+    var openMesh = false
 
     func validate() throws {
         if kernel && userspace { throw ValidationError("--kernel and --userspace exclude each other") }
-        guard !interfaceName.isEmpty, interfaceName.utf8.count <= 15, !interfaceName.contains("/"),
-              interfaceName.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
-            throw ValidationError("invalid interface name '\(interfaceName)': use 1-15 characters, no '/' or spaces")
-        }
-        guard (1280...65535).contains(mtu) else { throw ValidationError("--mtu must be between 1280 and 65535") }
-        for s in seeds where Seed(s) == nil {
-            throw ValidationError("'\(s)' is not a seed (use 192.0.2.1:51821, [2001:db8::1]:51821, host.example:51821 or dns:example.com)")
-        }
+        if let i = interfaceName, let problem = Up.interfaceProblem(i) { throw ValidationError(problem) }
+        if let m = mtu, !(1280...65535).contains(m) { throw ValidationError("--mtu must be between 1280 and 65535") }
+        for s in seeds where Seed(s) == nil { throw ValidationError(Up.seedProblem(s)) }
         if let a = advertise, IPAddress(a) == nil { throw ValidationError("--advertise: '\(a)' is not an IP address") }
+        if let c = configFile, c.isEmpty { throw ValidationError("--config must not be empty") }
+        if let m = metricsAddress, Endpoint(m) == nil { throw ValidationError(Up.metricsProblem(m)) }
     }
 
-    var chosenMode: DataPlaneMode { kernel ? .kernel : userspace ? .userspace : mode }
+    static func interfaceProblem(_ name: String) -> String? {
+        guard !name.isEmpty, name.utf8.count <= 15, !name.contains("/"), name.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+            return "invalid interface name '\(name)': use 1-15 characters, no '/' or spaces"
+        }
+        return nil
+    }
+
+    static func metricsProblem(_ m: String) -> String {
+        "metrics address '\(m)' is not address:port (use 127.0.0.1:9586 or [::1]:9586)"
+    }
+
+    static func seedProblem(_ s: String) -> String {
+        "'\(s)' is not a seed (use 192.0.2.1:51821, [2001:db8::1]:51821, host.example:51821 or dns:example.com)"
+    }
+
+    /// What `up` runs with: each flag given, else the configuration file's value, else the default.
+    struct Settings {
+        var mode: DataPlaneMode
+        var interfaceName: String
+        var mtu: Int
+        var listenPort: UInt16?
+        var controlPort: UInt16
+        var seeds: [String]
+        var advertise: String?
+        var peersFile: String?
+        var runtimeDir: String
+        var adminGroup: String
+        var logLevel: Log.Level
+        var logFormat: Log.Format
+        var open: Bool
+        var metricsAddress: Endpoint?
+        var controlSocket: String { Files.join(runtimeDir, "control.sock") }
+    }
+
+    func settings(_ dir: ConfigDirectory) throws -> Settings {
+        let path = configFile ?? Files.join(dir.path, "meshguard-agent.toml")
+        var file: AgentConfigFile?
+        let text: String?
+        do {
+            text = try Files.readText(path)
+        } catch let e where e.isNotFound && configFile == nil {
+            text = nil
+        } catch {
+            throw CLIError(error)
+        }
+        if let text {
+            do { file = try AgentConfigFile(text: text, path: path) } catch { throw CLIError(error.description) }
+        }
+        let f = file
+        // Values the file's grammar cannot check alone.
+        if let f, let i = f.string("interface"), let problem = Up.interfaceProblem(i) { throw CLIError(f.error("interface", problem).description) }
+        for s in f?.strings("seeds") ?? [] where Seed(s) == nil { throw CLIError(f!.error("seeds", Up.seedProblem(s)).description) }
+        if let f, let a = f.string("advertise"), IPAddress(a) == nil { throw CLIError(f.error("advertise", "'\(a)' is not an IP address").description) }
+        if let f, let m = f.string("metrics-address"), Endpoint(m) == nil { throw CLIError(f.error("metrics-address", Up.metricsProblem(m)).description) }
+        let fileMode = f?.string("mode").flatMap(DataPlaneMode.init(rawValue:))
+        return Settings(
+            mode: kernel ? .kernel : userspace ? .userspace : mode ?? fileMode ?? .auto,
+            interfaceName: interfaceName ?? f?.string("interface") ?? "mg0",
+            mtu: mtu ?? f?.integer("mtu").map(Int.init) ?? 1420,
+            listenPort: listenPort ?? f?.integer("listen-port").map { UInt16($0) },
+            controlPort: controlPort ?? f?.integer("control-port").map { UInt16($0) } ?? 51821,
+            seeds: seeds.isEmpty ? f?.strings("seeds") ?? [] : seeds,
+            advertise: advertise ?? f?.string("advertise"),
+            peersFile: peersFile ?? f?.string("peers-file"),
+            runtimeDir: runtime.runtimeDir ?? runtime.environmentPath ?? f?.string("runtime-dir") ?? "/run/meshguard",
+            adminGroup: adminGroup ?? f?.string("admin-group") ?? "meshguard",
+            logLevel: logLevel ?? f?.string("log-level").flatMap(Log.Level.init(rawValue:)) ?? .info,
+            logFormat: logFormat ?? f?.string("log-format").flatMap(Log.Format.init(rawValue:)) ?? .text,
+            open: openMesh || (f?.bool("open") ?? false),
+            metricsAddress: (metricsAddress ?? f?.string("metrics-address")).flatMap(Endpoint.init))
+    }
 
     /// Identity, trust and static peers, read fresh (start and every SIGHUP).
-    func loadPeers(_ dir: ConfigDirectory) throws -> (TrustSet, [MeshPeerState]) {
+    func loadPeers(_ dir: ConfigDirectory, _ settings: Settings) throws -> (TrustSet, [MeshPeerState]) {
+        let peersFile = settings.peersFile
         let (trust, problems) = try cli { try dir.loadTrust() }
         for p in problems { Terminal.warn("skipped \(p)") }
         let path = peersFile ?? Files.join(dir.path, "static-peers")
@@ -81,8 +160,8 @@ struct Up: ParsableCommand {
     }
 
     /// Seeds from --seed and the seeds file.
-    func loadSeeds(_ dir: ConfigDirectory) throws -> [Seed] {
-        var out = seeds.compactMap(Seed.init)
+    func loadSeeds(_ dir: ConfigDirectory, _ settings: Settings) throws -> [Seed] {
+        var out = settings.seeds.compactMap(Seed.init)
         let path = Files.join(dir.path, "seeds")
         if let text = try? Files.readText(path) {
             do { out += try Seed.parseFile(text) } catch { throw CLIError("\(path): \(error)") }
@@ -96,9 +175,38 @@ struct Up: ParsableCommand {
         var order: [IdentityPublicKey] = []
         for p in staticPeers + gossip {
             if byKey[p.key] == nil { order.append(p.key) }
-            if let e = p.endpoint ?? byKey[p.key]?.endpoint { byKey[p.key] = MeshPeerState(key: p.key, endpoint: e) } else { byKey[p.key] = p }
+            let routed = p.routed || (byKey[p.key]?.routed ?? false)   // a static peer is always routed
+            byKey[p.key] = MeshPeerState(key: p.key, endpoint: p.endpoint ?? byKey[p.key]?.endpoint, routed: routed)
         }
         return order.map { byKey[$0]! }
+    }
+
+    static func kind(_ e: MembershipEvent) -> String {
+        switch e {
+        case .joined: "joined"
+        case .updated: "updated"
+        case .suspect: "suspect"
+        case .aliveAgain: "alive_again"
+        case .dead: "dead"
+        case .left: "left"
+        case .reaped: "reaped"
+        }
+    }
+
+    /// A membership event as a log line: what happened, to which member (abbreviated key) at which address.
+    static func logLine(_ e: MembershipEvent) -> (String, KeyValuePairs<String, String>) {
+        func line(_ what: String, _ m: Member) -> (String, KeyValuePairs<String, String>) {
+            ("membership: \(what)", ["member": m.id.abbreviated, "endpoint": m.endpoint.description, "incarnation": "\(m.incarnation)"])
+        }
+        switch e {
+        case .joined(let m): return line("member joined", m)
+        case .updated(let m): return line("member updated its record", m)
+        case .suspect(let m): return line("member suspected of having failed", m)
+        case .aliveAgain(let m): return line("member alive again", m)
+        case .dead(let m): return line("member failed", m)
+        case .left(let m): return line("member left", m)
+        case .reaped(let id): return ("membership: member forgotten", ["member": id.abbreviated])
+        }
     }
 
     /// Reports IPv4 mesh address collisions and how they are resolved.
@@ -111,11 +219,35 @@ struct Up: ParsableCommand {
 
     func run() throws {
         let dir = try options.directory()
+        let settings = try self.settings(dir)
+        Log.level = settings.logLevel
+        Log.format = settings.logFormat
         let identity = try cli { try dir.loadIdentity() }
-        var (trust, staticPeers) = try loadPeers(dir)
+        // The control socket first: a second agent on this runtime directory stops here, before touching anything.
+        let control: UnixControlListener
+        do {
+            control = try UnixControlListener(path: settings.controlSocket, group: UnixControlClient.groupID(settings.adminGroup))
+        } catch {
+            throw CLIError("\(error)")
+        }
+        var metrics: MetricsListener?
+        if let address = settings.metricsAddress {
+            do { metrics = try MetricsListener(address) } catch { throw CLIError("\(error)") }
+            if !address.address.isLoopback {
+                Terminal.warn("metrics are served on \(address), not a loopback address: anyone who reaches it sees the mesh's members")
+            }
+        }
+        if settings.open {
+            // Loud on purpose: an open node gives a tunnel to anyone who reaches its control port.
+            for line in ["*** --open: authorized_keys/ is NOT enforced. Any node that reaches this node's control port",
+                         "*** joins the mesh and gets a WireGuard tunnel to it. For labs only; never on a network you do not own."] {
+                Terminal.warn(line)
+            }
+        }
+        var (trust, staticPeers) = try loadPeers(dir, settings)
         var peers = staticPeers
         reportCollisions(peers, identity: identity)
-        let seedList = try loadSeeds(dir)
+        let seedList = try loadSeeds(dir, settings)
 
         // Signals and file changes arrive as descriptors on this thread; the
         // engine threads started below inherit the blocked signal mask.
@@ -126,21 +258,21 @@ struct Up: ParsableCommand {
         } catch {
             throw CLIError(error)
         }
-        let peersPath = peersFile ?? Files.join(dir.path, "static-peers")
+        let peersPath = settings.peersFile ?? Files.join(dir.path, "static-peers")
         let peersDirectory = peersPath.lastIndex(of: "/").map { String(peersPath[..<$0]) }.flatMap { $0.isEmpty ? "/" : $0 } ?? "."
         let watched = [dir.path, dir.authorizedKeysPath, peersDirectory]
         for p in watched { watcher.watch(p) }
 
         let addresses = DesiredState.interfaceAddresses(identity).map { RouteNetlink.InterfaceAddress($0.0, prefixLength: $0.1) }
-        let settings = InterfaceSettings(name: interfaceName, mtu: mtu, addresses: addresses)
+        let interface = InterfaceSettings(name: settings.interfaceName, mtu: settings.mtu, addresses: addresses)
         let plane: DataPlane
         let reason: String
         do {
-            (plane, reason) = try DataPlaneFactory.open(mode: chosenMode, interface: settings)
+            (plane, reason) = try DataPlaneFactory.open(mode: settings.mode, interface: interface)
         } catch {
             throw CLIError("\(error)")
         }
-        let port = listenPort ?? (plane.mode == .kernel ? 51820 : 51821)
+        let port = settings.listenPort ?? (plane.mode == .kernel ? 51820 : 51821)
         Terminal.info("data plane \(plane.mode.rawValue) (\(reason)); interface \(plane.interfaceName) \(addresses.map(\.description).joined(separator: " ")) port \(port)")
         do {
             try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
@@ -148,39 +280,18 @@ struct Up: ParsableCommand {
             plane.close()
             throw CLIError("cannot configure \(plane.interfaceName): \(error)")
         }
-        let statusFile = runtime.statusFile(plane.interfaceName)
-        func writeStatus() {
-            var text = "mode:       \(plane.mode.rawValue) (\(reason))\n"
-            text += "interface:  \(plane.interfaceName)\n"
-            text += "identity:   \(identity.publicKey.base64)\n"
-            text += "wireguard:  \(identity.wireGuardPublicKey.base64)\n"
-            text += "addresses:  \(addresses.map(\.description).joined(separator: " "))\n"
-            text += "port:       \(port)\n"
-            text += "peers:      \(peers.count)\n"
-            for p in peers {
-                text += "  \(p.key.abbreviated)  \(p.endpoint.map(\.description) ?? "(no endpoint)")  \(p.key.meshAddresses.ipv4) \(p.key.meshAddresses.ipv6)\n"
-            }
-            do {
-                try Files.createDirectory(runtime.path, mode: 0o755)
-                try Files.writeAtomically(statusFile, contents: Array(text.utf8), mode: 0o644)
-            } catch {
-                Terminal.warn("cannot write status: \(error)")
-            }
-        }
-        writeStatus()
         Terminal.info("\(peers.count) peer(s) configured; running (SIGHUP reloads, SIGTERM stops)")
         var membershipTrustChanged: ((TrustSet) -> Void)?
         var membershipPeers: (() -> [MeshPeerState])?
         func reload(resync: Bool) {
             do {
                 for p in watched { watcher.watch(p) }   // authorized_keys/ may have been created
-                (trust, staticPeers) = try loadPeers(dir)
+                (trust, staticPeers) = try loadPeers(dir, settings)
                 membershipTrustChanged?(trust)
                 peers = Up.merge(staticPeers, membershipPeers?() ?? [])
                 reportCollisions(peers, identity: identity)
                 if resync { plane.resync() }   // an administrator's reload also repairs drift (e.g. a manual `wg set`)
                 let change = try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
-                writeStatus()
                 Terminal.info("reloaded: \(change.peers.count) peer change(s), \(peers.count) peer(s) configured")
             } catch {
                 Terminal.warn("reload failed, keeping the current configuration: \(error)")
@@ -194,15 +305,15 @@ struct Up: ParsableCommand {
                 transport = try EngineControlTransport(engine: u.engine)
                 ctlPort = port
             } else {
-                transport = try SocketControlTransport(port: controlPort)
-                ctlPort = controlPort
+                transport = try SocketControlTransport(port: settings.controlPort)
+                ctlPort = settings.controlPort
             }
         } catch {
             plane.close()
             throw CLIError("cannot open the control plane: \(error)")
         }
         let seedEndpoints = SeedResolver.resolve(seedList) { Terminal.warn($0) }
-        guard let here = advertise.flatMap(IPAddress.init) ?? localAddress(toward: seedEndpoints.first,
+        guard let here = settings.advertise.flatMap(IPAddress.init) ?? localAddress(toward: seedEndpoints.first,
                                                                                  excluding: IPPrefix(.v4(MeshAddresses.ipv4Prefix), length: MeshAddresses.ipv4PrefixLength)!) else {
             plane.close()
             throw CLIError("cannot tell which address to advertise; give one with --advertise")
@@ -211,7 +322,7 @@ struct Up: ParsableCommand {
         let node: MeshNode
         do {
             node = try MeshNode(identity: identity, controlEndpoint: Endpoint(here, port: ctlPort),
-                                wireGuardEndpoints: [Endpoint(here, port: port)], kernelMode: plane.mode == .kernel, trust: trust,
+                                wireGuardEndpoints: [Endpoint(here, port: port)], kernelMode: plane.mode == .kernel, trust: trust, open: settings.open,
                                 epoch: UInt64(wall.seconds) * 1000 + UInt64(wall.nanoseconds / 1_000_000),
                                 seed: UInt64.random(in: .min ... .max), now: MonotonicClock.now())
         } catch {
@@ -230,29 +341,118 @@ struct Up: ParsableCommand {
             do {
                 let change = try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
                 if !change.peers.isEmpty {
-                    writeStatus()
                     Terminal.info("membership: \(change.peers.count) peer change(s), \(peers.count) peer(s) configured")
                 }
             } catch {
                 Terminal.warn("cannot apply the membership: \(error)")
             }
         }
+        var contact = false
+        var eventCounts: [String: UInt64] = [:]
         func pump(_ now: Instant) {
             for (bytes, from) in transport.receiveAll() { node.receive(bytes, from: from, now: now) }
+            if !contact, !node.members.isEmpty {
+                contact = true
+                Terminal.info("membership: first contact; \(node.members.count) member(s) known")
+            }
             node.handleTimers(now: now)
-            while let (bytes, to) = node.pollTransmit() { transport.send(bytes, to: to) }
+            for e in node.takeEvents() {
+                let (message, fields) = Up.logLine(e)
+                eventCounts[Up.kind(e), default: 0] += 1
+                Terminal.info(message, fields)
+            }
+            // Apply before answering: an ack then means our data plane already has its sender.
             applyMembership()
+            while let (bytes, to) = node.pollTransmit() { transport.send(bytes, to: to) }
         }
 
-        let poller = Poller([signals.fileDescriptor, watcher.fileDescriptor, transport.fileDescriptor])
+        // systemd (Type=notify): READY=1 once the interface is up and the
+        // first gossip round is done (first contact with the mesh, or 3 s of
+        // trying the seeds; at once without seeds), WATCHDOG=1 from this loop.
+        let systemd = SystemdNotifier()
+        let readyBy = MonotonicClock.now() + (seedEndpoints.isEmpty ? .zero : .seconds(3))
+        var isReady = false
+        var lastWatchdog = MonotonicClock.now()
+        func summary() -> String { "\(plane.interfaceName) \(plane.mode.rawValue): \(peers.count) peer(s), \(node.members.filter { $0.state.isLive }.count) live member(s)" }
+        func tellSystemd(_ now: Instant) {
+            guard let systemd else { return }
+            if !isReady, contact || now >= readyBy {
+                isReady = true
+                systemd.ready(status: summary())
+            }
+            if let w = systemd.watchdogInterval, now - lastWatchdog >= w {
+                lastWatchdog = now
+                systemd.watchdog()
+            }
+        }
+
+        func report() -> StatusReport {
+            let snapshot = (try? plane.snapshot())?.peers ?? []
+            let configured = Dictionary(peers.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+            var lines: [StatusReport.MemberLine] = []
+            var seen: Set<IdentityPublicKey> = []
+            func line(_ key: IdentityPublicKey, state: String) -> StatusReport.MemberLine {
+                let p = configured[key]
+                let s = snapshot.first { $0.publicKey == key.wireGuardPublicKey }
+                return StatusReport.MemberLine(name: trust.name(of: key), identity: key, state: state, endpoint: s?.endpoint ?? p?.endpoint,
+                                               routed: p?.routed ?? false, configured: p != nil, latestHandshake: s?.lastHandshake,
+                                               receivedBytes: s?.receivedBytes ?? 0, transmittedBytes: s?.transmittedBytes ?? 0)
+            }
+            for m in node.members {
+                guard let key = try? IdentityPublicKey(raw: m.id) else { continue }
+                seen.insert(key)
+                lines.append(line(key, state: ["alive", "suspect", "dead", "left"][Int(m.state.status.rawValue)]))
+            }
+            for p in peers where !seen.contains(p.key) { lines.append(line(p.key, state: "static")) }
+            return StatusReport(version: MeshguardAgentCommand.version, mode: plane.mode.rawValue, modeReason: reason, interface: plane.interfaceName,
+                                listenPort: port, controlPort: ctlPort, identity: identity.publicKey,
+                                wireGuardKey: identity.wireGuardPublicKey.base64, addresses: addresses.map(\.description),
+                                trustOpen: settings.open, trustedKeys: trust.count, members: lines,
+                                drops: node.drops.map { ($0.key.rawValue, $0.value) }.sorted { $0.0 < $1.0 })
+        }
+        /// Answers every waiting control connection; true when one asked the agent to go down.
+        func serveControl() -> Bool {
+            var down = false
+            while let c = control.accept(timeout: .milliseconds(500)) {
+                let now = WallClock.now()
+                let wall = WallTime(seconds: Int64(now.seconds), nanoseconds: Int64(now.nanoseconds))
+                switch c.readLine()?.trimmingSpaces() {
+                case "status": c.write(report().text(now: wall))
+                case "status json": c.write(report().json(now: wall))
+                case "peers": c.write(report().peersText(now: wall))
+                case "down":
+                    c.write("stopping: leaving the mesh and removing \(plane.interfaceName)\n")
+                    Terminal.info("down requested on the control socket")
+                    down = true
+                case let other?:
+                    c.write("error: unknown request '\(other.prefix(40))' (status, status json, peers, down)\n")
+                case nil:
+                    c.write("error: no request line\n")
+                }
+                c.close()
+            }
+            return down
+        }
+
+        var descriptors = [signals.fileDescriptor, watcher.fileDescriptor, transport.fileDescriptor, control.fileDescriptor]
+        if let m = metrics { descriptors.append(m.fileDescriptor) }
+        let poller = Poller(descriptors)
         loop: while true {
             let now = MonotonicClock.now()
             var timeout: Duration = .seconds(1)
             if let d = node.nextDeadline() { timeout = min(timeout, max(.zero, d - now)) }
+            if let w = systemd?.watchdogInterval { timeout = min(timeout, max(.zero, lastWatchdog + w - now)) }
+            if systemd != nil, !isReady { timeout = min(timeout, max(.zero, readyBy - now)) }
             guard (try? poller.wait(timeout: timeout)) != nil else { break }
             if poller.isReady(0) {
                 for sig in signals.drain() {
-                    if sig == SIGHUP { reload(resync: true) } else { break loop }
+                    if sig == SIGHUP {
+                        systemd?.reloading(now: MonotonicClock.now())
+                        reload(resync: true)
+                        if isReady { systemd?.ready(status: summary()) }
+                    } else {
+                        break loop
+                    }
                 }
             }
             if poller.isReady(1), watcher.drain() {
@@ -262,8 +462,14 @@ struct Up: ParsableCommand {
                 reload(resync: false)
             }
             pump(MonotonicClock.now())
+            tellSystemd(MonotonicClock.now())
+            if poller.isReady(3), serveControl() { break loop }
+            if let m = metrics, poller.isReady(4) {
+                m.serve { Metrics.render(report(), events: eventCounts) }
+            }
         }
         // A graceful leave: tell the others, give the messages a moment to go out.
+        systemd?.stopping()
         node.leave(now: MonotonicClock.now())
         let leaveUntil = MonotonicClock.now() + .milliseconds(500)
         while MonotonicClock.now() < leaveUntil, let d = node.nextDeadline() {
@@ -271,9 +477,19 @@ struct Up: ParsableCommand {
             pump(MonotonicClock.now())
         }
         plane.close()
-        try? Files.remove(statusFile)
+        control.close()
+        metrics?.close()
         Terminal.info("stopped; interface \(plane.interfaceName) removed")
     }
 }
 
 extension DataPlaneMode: ExpressibleByArgument {}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" || f == "\r" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\r" { s = s.dropLast() }
+        return String(s)
+    }
+}

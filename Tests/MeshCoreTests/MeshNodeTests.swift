@@ -12,12 +12,16 @@ import MeshSWIM
 final class MeshLab {
     var nodes: [MeshNode] = []
     var endpoints: [Endpoint] = []
-    var now: Instant = .seconds(1)
+    var now: Instant = .seconds(86_400 * 3)
     var down: Set<Int> = []
     var inFlight: [(bytes: [UInt8], from: Int, to: Endpoint)] = []
+    /// One-way cuts: a datagram from `[i, j]`'s i to j is lost.
+    var cut: Set<[Int]> = []
+    /// Called after every delivered datagram (to check invariants step by step).
+    var observer: (() -> Void)?
 
     /// `count` nodes; `trusted(i, j)` says whether node i trusts node j.
-    init(count: Int, trusted: (Int, Int) -> Bool = { _, _ in true }) throws {
+    init(count: Int, open: Set<Int> = [], trusted: (Int, Int) -> Bool = { _, _ in true }) throws {
         let ids = (0..<count).map { _ in Identity.generate() }
         for i in 0..<count {
             var t = TrustSet()
@@ -26,7 +30,7 @@ final class MeshLab {
             let wg = Endpoint(.v4(IPv4Address(192, 0, 2, UInt8(i + 1))), port: 51820)
             endpoints.append(control)
             nodes.append(try MeshNode(identity: ids[i], controlEndpoint: control, wireGuardEndpoints: [wg], kernelMode: false,
-                                      trust: t, epoch: 1, seed: UInt64(i + 1), now: now))
+                                      trust: t, open: open.contains(i), epoch: 1, seed: UInt64(i + 1), now: now))
         }
     }
 
@@ -39,8 +43,9 @@ final class MeshLab {
         while !inFlight.isEmpty {
             let batch = inFlight; inFlight.removeAll()
             for m in batch {
-                guard let j = index(of: m.to), !down.contains(j), !down.contains(m.from) else { continue }
+                guard let j = index(of: m.to), !down.contains(j), !down.contains(m.from), !cut.contains([m.from, j]) else { continue }
                 nodes[j].receive(m.bytes, from: endpoints[m.from], now: now)
+                observer?()
                 while let (b, to) = nodes[j].pollTransmit() { inFlight.append((b, j, to)) }
             }
         }
@@ -59,6 +64,7 @@ final class MeshLab {
     }
 
     func peerKeys(_ i: Int) -> Set<IdentityPublicKey> { Set(nodes[i].peers.map(\.key)) }
+    func routedKeys(_ i: Int) -> Set<IdentityPublicKey> { Set(nodes[i].peers.filter(\.routed).map(\.key)) }
     func key(_ i: Int) -> IdentityPublicKey { nodes[i].identity.publicKey }
 }
 
@@ -132,5 +138,130 @@ final class MeshLab {
                              updates: [.alive(member: lab.key(2).raw, incarnation: 60, endpoint: Endpoint("203.0.113.66:51821")!, metadata: fake.encoded)])
         lab.nodes[0].receive(try sealer.seal(.swim, payload: SWIMCodec.encode(own)), from: lab.endpoints[1], now: lab.now)
         #expect(lab.nodes[0].peers.first { $0.key == lab.key(2) }?.endpoint == Endpoint("192.0.2.3:51820"))
+    }
+
+    /// The join handshake: a node routes traffic to a member only once that
+    /// member has it configured, so the first WireGuard handshake is never
+    /// dropped for an unknown key. Checked after every datagram of a join.
+    @Test func aMemberIsRoutedOnlyOnceItKnowsUs() throws {
+        let lab = try MeshLab(count: 5)
+        for i in 1..<4 { lab.nodes[i].join(seeds: [lab.endpoints[0]], now: lab.now) }
+        lab.run(for: .seconds(5))
+        for i in 0..<4 { #expect(lab.routedKeys(i).count == 3) }
+        var violations: [String] = []
+        var checks = 0
+        lab.observer = {
+            checks += 1
+            for a in 0..<5 {
+                for b in lab.nodes[a].peers where b.routed {
+                    guard let j = (0..<5).first(where: { lab.key($0) == b.key }) else { continue }
+                    if !lab.peerKeys(j).contains(lab.key(a)) { violations.append("\(a) routes to \(j), which does not know it") }
+                }
+            }
+        }
+        let start = lab.now
+        lab.nodes[4].join(seeds: [lab.endpoints[0]], now: lab.now)
+        lab.pump()
+        lab.run(for: .milliseconds(500))
+        #expect(violations.isEmpty, "\(violations.prefix(3))")
+        #expect(checks > 10)
+        // Everyone routes to everyone well within the grace: it came from hearing, not from the timer.
+        #expect(lab.now - start < MeshNode.hearingGrace)
+        for i in 0..<5 { #expect(lab.routedKeys(i) == Set((0..<5).filter { $0 != i }.map(lab.key)), "node \(i)") }
+    }
+
+    /// A member we never hear from directly (a one-way path) is configured at
+    /// once, and routed only when the grace runs out.
+    @Test func aSilentMemberIsRoutedAfterTheGrace() throws {
+        let lab = try MeshLab(count: 3)
+        lab.nodes[1].join(seeds: [lab.endpoints[0]], now: lab.now)
+        lab.pump()
+        lab.run(for: .seconds(2))
+        // Nothing from node 0 reaches node 2; node 2 learns of node 0 from node 1,
+        // and indirect probes through node 1 keep node 0 alive for it.
+        lab.cut = [[0, 2]]
+        lab.nodes[2].join(seeds: [lab.endpoints[1]], now: lab.now)
+        lab.pump()
+        #expect(lab.peerKeys(2).contains(lab.key(0)))
+        #expect(!lab.routedKeys(2).contains(lab.key(0)))
+        #expect(lab.routedKeys(2).contains(lab.key(1)))
+        lab.run(for: .milliseconds(1900))
+        #expect(!lab.routedKeys(2).contains(lab.key(0)))
+        lab.run(for: .seconds(3))
+        #expect(lab.routedKeys(2).contains(lab.key(0)))
+        #expect(lab.nodes[2].members.first { $0.id == lab.key(0).raw }?.state.isLive == true)
+    }
+
+    /// A relaying member cannot lift a member's genuine record to a higher
+    /// incarnation (which would override a suspicion or a death), nor move its
+    /// control endpoint: an alive update needs the owner's record for exactly its incarnation.
+    @Test func anOldRecordCannotBeReplayedAtANewIncarnation() throws {
+        let lab = try MeshLab(count: 3)
+        for i in 1..<3 { lab.nodes[i].join(seeds: [lab.endpoints[0]], now: lab.now) }
+        lab.run(for: .seconds(5))
+        let genuine = try #require(lab.nodes[1].members.first { $0.id == lab.key(2).raw })
+        let record = try MemberRecord.decode(genuine.metadata)
+        #expect(record.incarnation == genuine.incarnation)
+        let liar = lab.nodes[1].identity
+        var sealer = EnvelopeSealer(identity: liar, epoch: 99)
+        let lifted = SWIMPacket(sender: liar.publicKey.raw, message: .gossip,
+                                updates: [.alive(member: lab.key(2).raw, incarnation: genuine.incarnation + 5, endpoint: genuine.endpoint, metadata: genuine.metadata)])
+        lab.nodes[0].receive(try sealer.seal(.swim, payload: SWIMCodec.encode(lifted)), from: lab.endpoints[1], now: lab.now)
+        #expect(lab.nodes[0].drops[.staleRecord] == 1)
+        #expect(lab.nodes[0].members.first { $0.id == lab.key(2).raw }?.incarnation == genuine.incarnation)
+        let moved = SWIMPacket(sender: liar.publicKey.raw, message: .gossip,
+                               updates: [.alive(member: lab.key(2).raw, incarnation: genuine.incarnation, endpoint: Endpoint("203.0.113.9:51821")!, metadata: genuine.metadata)])
+        lab.nodes[0].receive(try sealer.seal(.swim, payload: SWIMCodec.encode(moved)), from: lab.endpoints[1], now: lab.now)
+        #expect(lab.nodes[0].drops[.forgedRecord] == 1)
+        #expect(lab.nodes[0].members.first { $0.id == lab.key(2).raw }?.endpoint == lab.endpoints[2])
+    }
+
+    /// A refutation carries a record re-signed for the new incarnation, which
+    /// every member accepts: the suspected member stays a peer everywhere.
+    @Test func aRefutationIsReSigned() throws {
+        let lab = try MeshLab(count: 3)
+        for i in 1..<3 { lab.nodes[i].join(seeds: [lab.endpoints[0]], now: lab.now) }
+        lab.run(for: .seconds(5))
+        let before = try #require(lab.nodes[0].members.first { $0.id == lab.key(2).raw }).incarnation
+        // Node 1 tells node 2 that it is suspected.
+        var sealer = EnvelopeSealer(identity: lab.nodes[1].identity, epoch: 99)
+        let accusation = SWIMPacket(sender: lab.key(1).raw, message: .gossip,
+                                    updates: [.suspect(member: lab.key(2).raw, incarnation: before, from: lab.key(1).raw)])
+        lab.nodes[2].receive(try sealer.seal(.swim, payload: SWIMCodec.encode(accusation)), from: lab.endpoints[1], now: lab.now)
+        lab.run(for: .seconds(5))
+        for i in 0..<2 {
+            let m = try #require(lab.nodes[i].members.first { $0.id == lab.key(2).raw })
+            #expect(m.incarnation > before, "node \(i)")
+            #expect(m.state.isLive)
+            #expect(try MemberRecord.decode(m.metadata).incarnation == m.incarnation)
+            #expect(lab.routedKeys(i).contains(lab.key(2)))
+        }
+        #expect((lab.nodes[0].drops[.staleRecord] ?? 0) == 0)
+    }
+
+    /// `--open` (labs): an open node takes members it does not trust; a closed
+    /// node beside it still refuses them, and records are still verified.
+    @Test func anOpenNodeTrustsEveryKeyAClosedOneDoesNot() throws {
+        // Nobody lists node 3; node 0 is open, node 1 is not.
+        let lab = try MeshLab(count: 4, open: [0]) { i, j in j != 3 || i == 3 }
+        for i in 1..<4 { lab.nodes[i].join(seeds: [lab.endpoints[0]], now: lab.now) }
+        lab.run(for: .seconds(10))
+        #expect(lab.nodes[0].isOpen && !lab.nodes[1].isOpen)
+        #expect(lab.routedKeys(0).contains(lab.key(3)))
+        #expect(!lab.peerKeys(1).contains(lab.key(3)))
+        #expect(!lab.peerKeys(2).contains(lab.key(3)))
+        #expect(lab.routedKeys(1) == [lab.key(0), lab.key(2)])
+        // Even an open node refuses a record its owner did not sign.
+        let liar = lab.nodes[3].identity
+        var forged = MemberRecord(identity: liar, incarnation: 9, controlEndpoint: Endpoint("203.0.113.7:51821")!,
+                                  wireGuardEndpoints: []).encoded
+        forged.replaceSubrange(1..<33, with: lab.key(2).raw.bytes)
+        var sealer = EnvelopeSealer(identity: liar, epoch: 99)
+        let packet = SWIMPacket(sender: liar.publicKey.raw, message: .gossip,
+                                updates: [.alive(member: lab.key(2).raw, incarnation: 9, endpoint: Endpoint("203.0.113.7:51821")!, metadata: forged)])
+        let before = lab.nodes[0].drops[.badSignature] ?? 0
+        lab.nodes[0].receive(try sealer.seal(.swim, payload: SWIMCodec.encode(packet)), from: lab.endpoints[3], now: lab.now)
+        #expect(lab.nodes[0].drops[.badSignature] == before + 1)
+        #expect(lab.nodes[0].members.first { $0.id == lab.key(2).raw }?.endpoint == lab.endpoints[2])
     }
 }

@@ -90,8 +90,8 @@ private func events(_ m: inout SWIMMembership) -> [MembershipEvent] {
             }
         }
         #expect(suspectedAt != nil && deadAt != nil && pingReqs > 0 && buddyPings > 0)
-        // N = 5 (k = 2 confirmations expected, none come): the maximum, 6 * 4 * max(1, log10 5) s = 24 s.
-        if let s = suspectedAt, let d = deadAt { #expect(d - s == .seconds(24)) }
+        // N = 5 (k = 2 confirmations expected, none come): the maximum, 6 * 4 * max(1, log10 5) * 0.5 s = 12 s.
+        if let s = suspectedAt, let d = deadAt { #expect(d - s == .seconds(12)) }
         // Every probe failed and no nacks came: health fell to the floor, probes slowed down.
         #expect(a.healthScore == 7)
     }

@@ -82,13 +82,16 @@ import MeshBase
     }
 
     @Test func presetsAreMemberlistDefaults() {
-        let lan = SWIMConfig.lan, wan = SWIMConfig.wan
-        #expect(lan.probeInterval == .seconds(1) && lan.probeTimeout == .milliseconds(500) && lan.indirectChecks == 3)
+        let lan = SWIMConfig.lan, wan = SWIMConfig.wan, ml = SWIMConfig.memberlistLAN
+        // Ours probes twice as often on a LAN; memberlistLAN is memberlist's DefaultLANConfig exactly.
+        #expect(lan.probeInterval == .milliseconds(500) && lan.probeTimeout == .milliseconds(250) && lan.indirectChecks == 3)
+        #expect(ml.probeInterval == .seconds(1) && ml.probeTimeout == .milliseconds(500) && !ml.recheckSuspects && lan.recheckSuspects)
+        #expect(ml.suspicionMult == lan.suspicionMult && ml.gossipInterval == lan.gossipInterval && ml.pushPullInterval == lan.pushPullInterval)
         #expect(lan.suspicionMult == 4 && lan.suspicionMaxTimeoutMult == 6 && lan.retransmitMult == 4 && lan.awarenessMaxMultiplier == 8)
         #expect(lan.gossipInterval == .milliseconds(200) && lan.gossipNodes == 3 && lan.pushPullInterval == .seconds(30))
         #expect(wan.probeInterval == .seconds(5) && wan.probeTimeout == .seconds(3) && wan.suspicionMult == 6)
         #expect(wan.gossipInterval == .milliseconds(500) && wan.gossipNodes == 4 && wan.pushPullInterval == .seconds(60))
         #expect(wan.indirectChecks == lan.indirectChecks && wan.retransmitMult == lan.retransmitMult)
-        #expect(lan.indirectNackDelay == .milliseconds(400) && wan.indirectNackDelay == .milliseconds(1600))
+        #expect(lan.indirectNackDelay == .milliseconds(200) && ml.indirectNackDelay == .milliseconds(400) && wan.indirectNackDelay == .milliseconds(1600))
     }
 }

@@ -197,6 +197,30 @@ let thirdPub = "WzwJBpoH2Ms25ztijfWLsJ94IO/lg6yolQC0odscPFY="
         expectOneLineError(try agent(["trust", vectorPub, "--config-dir", s.path]), contains: "authorized_keys")
         // A configuration directory under a regular file.
         expectOneLineError(try agent(["keygen", "--config-dir", s.path + "/authorized_keys/x"]), contains: "authorized_keys")
+        // Control-socket commands with no agent behind the socket (none, and a stale socket file).
+        for cmd in ["status", "peers", "down"] {
+            expectOneLineError(try agent([cmd, "--runtime-dir", s.path + "/run"]), contains: "no meshguard-agent is running (nothing answers on \(s.path)/run/control.sock)")
+        }
+        _ = try s.file("run2/control.sock", "")
+        expectOneLineError(try agent(["status", "--json", "--runtime-dir", s.path + "/run2"]), contains: "no meshguard-agent is running")
+        expectOneLineError(try agent(["up", "--admin-group"]), contains: "Missing value for '--admin-group", code: 64)
+    }
+
+    /// `up` reads <config-dir>/meshguard-agent.toml before it touches anything; a mistake names the file, the line and the fix.
+    @Test func configurationFileMistakesAreOneLineWithFileAndLine() throws {
+        let s = Scratch()
+        let file = try s.file("meshguard-agent.toml", "# settings\nmtu = 100\n")
+        expectOneLineError(try agent(["up", "--config-dir", s.path]), contains: "\(file):2: 'mtu' must be between 1280 and 65535 (not 100)")
+        _ = try s.file("meshguard-agent.toml", "seeds = [\n  \"192.0.2.1:51821\",\n]\nadvertise = \"example\"\n")
+        expectOneLineError(try agent(["up", "--config-dir", s.path]), contains: "\(file):4: 'example' is not an IP address")
+        _ = try s.file("meshguard-agent.toml", "\n\nseeds = [\"nowhere\"]\n")
+        expectOneLineError(try agent(["up", "--config-dir", s.path]), contains: "\(file):3: 'nowhere' is not a seed")
+        _ = try s.file("meshguard-agent.toml", "interface = \"much-too-long-name\"\n")
+        expectOneLineError(try agent(["up", "--config-dir", s.path]), contains: "\(file):1: invalid interface name 'much-too-long-name'")
+        _ = try s.file("meshguard-agent.toml", "[agent]\n")
+        expectOneLineError(try agent(["up", "--config-dir", s.path]), contains: "\(file):1: tables ([section]) are not used")
+        expectOneLineError(try agent(["up", "--config-dir", s.path, "--config", s.path + "/missing.toml"]), contains: "missing.toml")
+        expectOneLineError(try agent(["up", "--config", ""]), contains: "--config must not be empty", code: 64)
     }
 
     /// An unreadable configuration directory (run as an unprivileged user; CI runs as root).
