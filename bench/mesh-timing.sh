@@ -8,7 +8,8 @@
 #            waiting 200 ms for its answer); also from starting the agent;
 #   failure  one member is killed with SIGKILL: time until it is gone from
 #            every other node's WireGuard peers.
-# Prints each run and the median and maximum. Run as root.
+# Prints each run and the median and maximum. Run as root. KEEP_SLOW=DIR keeps
+# the nodes' logs of a failure run slower than 5 s in DIR/run-N.
 set -euo pipefail
 RUNS=${1:-10}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,7 +42,8 @@ run_once() {
     done; done
     start() {
         local i=$1; shift
-        ip netns exec "mt$i-$R" "$AGENT" up --userspace --interface "mt$i$R" --config-dir "$tmp/n$i" --runtime-dir "$tmp/run$i" "$@" 2>/dev/null &
+        ip netns exec "mt$i-$R" "$AGENT" up --userspace --interface "mt$i$R" --config-dir "$tmp/n$i" --runtime-dir "$tmp/run$i" "$@" \
+            2> >(while IFS= read -r line; do echo "$(now) $line"; done > "$tmp/n$i.log") &
         pids+=($!)
     }
     peers() { ip netns exec "mt$1-$R" wg show "mt$1$R" peers 2>/dev/null | wc -l; }
@@ -72,6 +74,10 @@ run_once() {
     for _ in $(seq 600); do [[ $(peers 1) -eq 3 && $(peers 3) -eq 3 && $(peers 4) -eq 3 && $(peers 5) -eq 3 ]] && break; sleep 0.02; done
     t1=$(now)
     local fail=$(( (t1 - t0) / 1000000 ))
+    # Keep the nodes' logs (lines stamped with the wall clock in ns) of a run slower than 5 s.
+    if [[ -n ${KEEP_SLOW:-} && $fail -gt 5000 ]]; then
+        mkdir -p "$KEEP_SLOW/run-$R"; cp "$tmp"/n*.log "$KEEP_SLOW/run-$R/"; echo "$t0 kill" > "$KEEP_SLOW/run-$R/kill"
+    fi
     cleanup_run
     echo "$join $start $fail"
 }
