@@ -19,6 +19,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // The daemon's services in one group, graceful shutdown on SIGTERM (issue 6).
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
@@ -69,6 +72,9 @@ let package = Package(
             "MeshBase", "MeshCrypto", "MeshIdentity", "MeshSystem", "MeshWireGuard", "MeshUserspace", "MeshLinux",
             "MeshDataPlane", "MeshNetlink", "MeshCore", "MeshProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         // Sans-IO state machines: SWIM membership with Lifeguard (probe, suspicion, gossip, push-pull).

@@ -85,6 +85,10 @@ enum Log {
     nonisolated(unsafe) static var journal = Log.stderrIsJournal()
 
     static func emit(_ level: Level, _ message: String, _ fields: KeyValuePairs<String, String>) {
+        emit(level, message, pairs: fields.map { ($0.key, $0.value) })
+    }
+
+    static func emit(_ level: Level, _ message: String, pairs fields: [(String, String)]) {
         guard level >= Log.level else { return }
         switch format {
         case .json:
@@ -94,7 +98,7 @@ enum Log {
             for (k, v) in fields { line += ",\(JSONWriter.quote(k)):\(JSONWriter.quote(v))" }
             Terminal.printError(line + "}")
         case .text:
-            let tail = fields.map { " \($0.key)=\($0.value.contains(" ") ? JSONWriter.quote($0.value) : $0.value)" }.joined()
+            let tail = fields.map { " \($0.0)=\($0.1.contains(" ") ? JSONWriter.quote($0.1) : $0.1)" }.joined()
             if journal {
                 Terminal.printError("<\(level.priority)>\(message)\(tail)")
             } else {

@@ -1,8 +1,10 @@
-// `meshguard-agent up`: brings up the mesh interface with this node's
-// identity and mesh addresses, and programs the data plane with the trusted
-// peers from the static peers file. Runs in the foreground; SIGHUP reloads
-// trust and peers (only changes are applied), SIGINT/SIGTERM remove the
-// interface and exit. Membership by gossip (issue 5) feeds the same path.
+// `meshguard-agent up` (the daemon): brings up the mesh interface with this
+// node's identity and mesh addresses, joins the mesh by gossip and keeps the
+// data plane programmed with every live trusted member (and the static
+// peers). Settings: flags over meshguard-agent.toml over defaults. Runs in
+// the foreground as one service group (Services.swift): SIGHUP reloads
+// trust, peers and seeds (only changes are applied); SIGTERM/SIGINT leave the
+// mesh and remove the interface. Status and control: docs/control.md.
 import ArgumentParser
 import MeshBase
 import MeshCore
@@ -14,6 +16,7 @@ import MeshNetlink
 import MeshSWIM
 import MeshSystem
 import MeshWireGuard
+import ServiceLifecycle
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -219,7 +222,7 @@ struct Up: ParsableCommand {
 
     func run() throws {
         let dir = try options.directory()
-        let settings = try self.settings(dir)
+        var settings = try self.settings(dir)
         Log.level = settings.logLevel
         Log.format = settings.logFormat
         let identity = try cli { try dir.loadIdentity() }
@@ -251,9 +254,12 @@ struct Up: ParsableCommand {
 
         // Signals and file changes arrive as descriptors on this thread; the
         // engine threads started below inherit the blocked signal mask.
-        let signals: SignalDescriptor, watcher: DirectoryWatcher
+        // The mesh loop's wake-ups: stop (graceful shutdown of the service
+        // group) and reload (SIGHUP, forwarded by ReloadService); file changes.
+        let stopLoop: WakeupSignal, reloadRequest: WakeupSignal, watcher: DirectoryWatcher
         do {
-            signals = try SignalDescriptor([SIGINT, SIGTERM, SIGHUP])
+            stopLoop = try WakeupSignal()
+            reloadRequest = try WakeupSignal()
             watcher = try DirectoryWatcher()
         } catch {
             throw CLIError(error)
@@ -283,7 +289,34 @@ struct Up: ParsableCommand {
         Terminal.info("\(peers.count) peer(s) configured; running (SIGHUP reloads, SIGTERM stops)")
         var membershipTrustChanged: ((TrustSet) -> Void)?
         var membershipPeers: (() -> [MeshPeerState])?
+        var membershipSeedsChanged: (([Seed]) -> Void)?
+        /// The configuration file again: what can change live (log, peers file, seeds) is applied, the rest is reported.
+        func reloadSettings() {
+            let fresh: Settings
+            do { fresh = try self.settings(dir) } catch {
+                Terminal.warn("configuration not reloaded, keeping the current one: \(error)")
+                return
+            }
+            let needRestart: [(String, Bool)] = [
+                ("mode", fresh.mode != settings.mode), ("interface", fresh.interfaceName != settings.interfaceName),
+                ("mtu", fresh.mtu != settings.mtu), ("listen-port", fresh.listenPort != settings.listenPort),
+                ("control-port", fresh.controlPort != settings.controlPort), ("advertise", fresh.advertise != settings.advertise),
+                ("runtime-dir", fresh.runtimeDir != settings.runtimeDir), ("admin-group", fresh.adminGroup != settings.adminGroup),
+                ("metrics-address", fresh.metricsAddress != settings.metricsAddress), ("open", fresh.open != settings.open),
+            ]
+            for (key, changed) in needRestart where changed {
+                Terminal.warn("'\(key)' changed; it applies when the agent restarts")
+            }
+            Log.level = fresh.logLevel
+            Log.format = fresh.logFormat
+            settings.logLevel = fresh.logLevel
+            settings.logFormat = fresh.logFormat
+            settings.peersFile = fresh.peersFile
+            settings.seeds = fresh.seeds
+            if let seeds = try? loadSeeds(dir, settings) { membershipSeedsChanged?(seeds) }
+        }
         func reload(resync: Bool) {
+            reloadSettings()
             do {
                 for p in watched { watcher.watch(p) }   // authorized_keys/ may have been created
                 (trust, staticPeers) = try loadPeers(dir, settings)
@@ -330,6 +363,14 @@ struct Up: ParsableCommand {
             throw CLIError("cannot start membership: \(error)")
         }
         membershipTrustChanged = { node.setTrust($0) }
+        var currentSeeds = seedList
+        membershipSeedsChanged = { seeds in
+            guard seeds != currentSeeds else { return }
+            currentSeeds = seeds
+            let endpoints = SeedResolver.resolve(seeds) { Terminal.warn($0) }
+            node.join(seeds: endpoints, now: MonotonicClock.now())
+            Terminal.info("membership: seeds changed; joining through \(endpoints.map(\.description).joined(separator: " "))")
+        }
         membershipPeers = { node.peers }
         node.join(seeds: seedEndpoints, now: MonotonicClock.now())
         Terminal.info("membership: advertising \(here) (control port \(ctlPort)); \(seedEndpoints.isEmpty ? "no seeds: waiting for members to join" : "joining through \(seedEndpoints.map(\.description).joined(separator: " "))")")
@@ -434,51 +475,71 @@ struct Up: ParsableCommand {
             return down
         }
 
-        var descriptors = [signals.fileDescriptor, watcher.fileDescriptor, transport.fileDescriptor, control.fileDescriptor]
+        var descriptors = [stopLoop.fileDescriptor, watcher.fileDescriptor, transport.fileDescriptor, control.fileDescriptor,
+                           reloadRequest.fileDescriptor]
         if let m = metrics { descriptors.append(m.fileDescriptor) }
         let poller = Poller(descriptors)
-        loop: while true {
-            let now = MonotonicClock.now()
-            var timeout: Duration = .seconds(1)
-            if let d = node.nextDeadline() { timeout = min(timeout, max(.zero, d - now)) }
-            if let w = systemd?.watchdogInterval { timeout = min(timeout, max(.zero, lastWatchdog + w - now)) }
-            if systemd != nil, !isReady { timeout = min(timeout, max(.zero, readyBy - now)) }
-            guard (try? poller.wait(timeout: timeout)) != nil else { break }
-            if poller.isReady(0) {
-                for sig in signals.drain() {
-                    if sig == SIGHUP {
-                        systemd?.reloading(now: MonotonicClock.now())
-                        reload(resync: true)
-                        if isReady { systemd?.ready(status: summary()) }
-                    } else {
-                        break loop
-                    }
+        /// The mesh loop: membership, file changes, reloads, the control socket and metrics, until told to stop
+        /// (or `down`); then the graceful leave. Runs on a thread of its own (MeshLoopService).
+        func meshLoop() {
+            loop: while true {
+                let now = MonotonicClock.now()
+                var timeout: Duration = .seconds(1)
+                if let d = node.nextDeadline() { timeout = min(timeout, max(.zero, d - now)) }
+                if let w = systemd?.watchdogInterval { timeout = min(timeout, max(.zero, lastWatchdog + w - now)) }
+                if systemd != nil, !isReady { timeout = min(timeout, max(.zero, readyBy - now)) }
+                guard (try? poller.wait(timeout: timeout)) != nil else { break }
+                if poller.isReady(0), stopLoop.drain() { break loop }
+                if poller.isReady(4), reloadRequest.drain() {
+                    systemd?.reloading(now: MonotonicClock.now())
+                    reload(resync: true)
+                    if isReady { systemd?.ready(status: summary()) }
+                }
+                if poller.isReady(1), watcher.drain() {
+                    // Let a burst of writes (an editor, a copy) settle for 200 ms, then apply it once.
+                    let quiet = Poller([watcher.fileDescriptor])
+                    while (try? quiet.wait(timeout: .milliseconds(200))) ?? 0 > 0 { watcher.drain() }
+                    reload(resync: false)
+                }
+                pump(MonotonicClock.now())
+                tellSystemd(MonotonicClock.now())
+                if poller.isReady(3), serveControl() { break loop }
+                if let m = metrics, poller.isReady(5) {
+                    m.serve { Metrics.render(report(), events: eventCounts) }
                 }
             }
-            if poller.isReady(1), watcher.drain() {
-                // Let a burst of writes (an editor, a copy) settle for 200 ms, then apply it once.
-                let quiet = Poller([watcher.fileDescriptor])
-                while (try? quiet.wait(timeout: .milliseconds(200))) ?? 0 > 0 { watcher.drain() }
-                reload(resync: false)
-            }
-            pump(MonotonicClock.now())
-            tellSystemd(MonotonicClock.now())
-            if poller.isReady(3), serveControl() { break loop }
-            if let m = metrics, poller.isReady(4) {
-                m.serve { Metrics.render(report(), events: eventCounts) }
+            // A graceful leave: tell the others, give the messages a moment to go out.
+            systemd?.stopping()
+            node.leave(now: MonotonicClock.now())
+            let leaveUntil = MonotonicClock.now() + .milliseconds(500)
+            while MonotonicClock.now() < leaveUntil, let d = node.nextDeadline() {
+                _ = try? Poller([transport.fileDescriptor]).wait(timeout: max(.zero, min(d, leaveUntil) - MonotonicClock.now()))
+                pump(MonotonicClock.now())
             }
         }
-        // A graceful leave: tell the others, give the messages a moment to go out.
-        systemd?.stopping()
-        node.leave(now: MonotonicClock.now())
-        let leaveUntil = MonotonicClock.now() + .milliseconds(500)
-        while MonotonicClock.now() < leaveUntil, let d = node.nextDeadline() {
-            _ = try? Poller([transport.fileDescriptor]).wait(timeout: max(.zero, min(d, leaveUntil) - MonotonicClock.now()))
-            pump(MonotonicClock.now())
+
+        // One service group (swift-service-lifecycle): SIGTERM/SIGINT shut it
+        // down gracefully in reverse order — reloads stop, the mesh loop leaves
+        // the mesh, then the data plane removes the interface. The mesh loop
+        // ending by itself (`down`) shuts the group down the same way.
+        let group = ServiceGroup(configuration: .init(
+            services: [
+                .init(service: DataPlaneService(close: {
+                    plane.close()
+                    control.close()
+                    metrics?.close()
+                })),
+                .init(service: MeshLoopService(body: meshLoop, stop: { stopLoop.signal() }), successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: ReloadService(reload: { reloadRequest.signal() })),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: Log.lifecycleLogger()))
+        do {
+            try runBlocking { try await group.run() }
+        } catch {
+            plane.close()
+            throw CLIError("the agent stopped: \(error)")
         }
-        plane.close()
-        control.close()
-        metrics?.close()
         Terminal.info("stopped; interface \(plane.interfaceName) removed")
     }
 }

@@ -105,5 +105,20 @@ back5() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert any(m["
 for _ in $(seq 100); do back5 && break; sleep 0.1; done
 check "restarted after kill -9 on the same runtime directory: it answers status" grep -q "^mode: *userspace" <("$AGENT" status --runtime-dir "$tmp/run5")
 check "... and is alive and routed again at the seed" back5
+# Node 4 (it left) starts again without seeds: alone. A seeds file appears: it joins without a restart;
+# a changed MTU in its configuration file is reported as needing a restart.
+start 4
+for _ in $(seq 50); do grep -q "no seeds" "$tmp/n4.log" && break; sleep 0.1; done
+echo "10.0.0.1:51821" > "$tmp/n4/seeds"
+echo "mtu = 1380" > "$tmp/n4/meshguard-agent.toml"
+back4() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert any(m["name"]=="n1" and m["state"]=="alive" and m["routed"] for m in d["members"])' "$("$AGENT" status --json --runtime-dir "$tmp/run4" 2>/dev/null)" 2>/dev/null; }
+for _ in $(seq 100); do back4 && break; sleep 0.1; done
+check "a seeds file written while running is applied: the lone node joins the mesh" back4
+check "a changed setting that needs a restart says so" grep -q "warning: 'mtu' changed; it applies when the agent restarts" "$tmp/n4.log"
+reloads=$(grep -c "reloaded:" "$tmp/n4.log" || true)
+kill -HUP "${PIDS[-1]}"
+for _ in $(seq 50); do [[ $(grep -c "reloaded:" "$tmp/n4.log") -gt $reloads ]] && break; sleep 0.1; done
+check "SIGHUP under the service group reloads and keeps running" \
+    bash -c "[[ \$(grep -c reloaded: $tmp/n4.log) -gt $reloads ]] && kill -0 ${PIDS[-1]} && grep -q '^mode' <($AGENT status --runtime-dir $tmp/run4)"
 check "--open: nodes that enforce authorized_keys/ still refuse it" bash -c "! grep -qF '$(wgkey 6)' <(for i in 1 2; do ip netns exec mgn\$i-$RUN wg show \$(echo mgm\$i$RUN | cut -c1-15) peers; done)"
 summary
