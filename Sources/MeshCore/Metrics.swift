@@ -2,6 +2,7 @@
 // knows, built from a StatusReport and the daemon's counters. Pure. Labels
 // carry names and abbreviated keys only, never secrets.
 import MeshBase
+import MeshWireGuard
 
 public enum Metrics {
     /// The exposition for `report`, with `events` (membership events by kind since start).
@@ -29,6 +30,13 @@ public enum Metrics {
                peers.map { (label(peerLabel($0)), "\($0.transmittedBytes)") })
         family("meshguard_control_drops_total", "counter", "Control-plane datagrams dropped, by reason.",
                report.drops.map { (label([("reason", $0.0)]), "\($0.1)") })
+        if let e = report.engine {
+            family("meshguard_wireguard_drops_total", "counter", "Packets the userspace WireGuard engine dropped, by reason (not reported in kernel mode).",
+                   DropReason.allCases.map { (label([("reason", $0.rawValue)]), "\(e.dropped($0))") })
+            family("meshguard_wireguard_handshakes_total", "counter", "Handshake messages the userspace engine sent, by kind, and sessions derived.",
+                   [(label([("kind", "initiation")]), "\(e.handshakeInitiationsSent)"), (label([("kind", "response")]), "\(e.handshakeResponsesSent)"),
+                    (label([("kind", "cookie-reply")]), "\(e.cookieRepliesSent)"), (label([("kind", "session")]), "\(e.sessionsDerived)")])
+        }
         family("meshguard_membership_events_total", "counter", "Membership events since start, by kind.",
                events.keys.sorted().map { (label([("event", $0)]), "\(events[$0]!)") })
         return out

@@ -49,14 +49,16 @@ public struct StatusReport: Sendable, Equatable {
     public var members: [MemberLine]
     /// Control-plane datagrams dropped, by reason.
     public var drops: [(String, UInt64)]
+    /// The userspace engine's counters (nil in kernel mode: the kernel does not report them).
+    public var engine: DeviceStatistics?
 
     public init(version: String, mode: String, modeReason: String, interface: String, listenPort: UInt16, controlPort: UInt16,
                 identity: IdentityPublicKey, wireGuardKey: String, addresses: [String], trustOpen: Bool, trustedKeys: Int,
-                members: [MemberLine], drops: [(String, UInt64)]) {
+                members: [MemberLine], drops: [(String, UInt64)], engine: DeviceStatistics? = nil) {
         self.version = version; self.mode = mode; self.modeReason = modeReason; self.interface = interface
         self.listenPort = listenPort; self.controlPort = controlPort; self.identity = identity; self.wireGuardKey = wireGuardKey
         self.addresses = addresses; self.trustOpen = trustOpen; self.trustedKeys = trustedKeys
-        self.members = members; self.drops = drops
+        self.members = members; self.drops = drops; self.engine = engine
     }
 
     public static func == (a: StatusReport, b: StatusReport) -> Bool { a.json(now: WallTime(seconds: 0, nanoseconds: 0)) == b.json(now: WallTime(seconds: 0, nanoseconds: 0)) }
@@ -169,6 +171,19 @@ public struct StatusReport: Sendable, Equatable {
             }
             o.key("drops")
             o.object { for (r, n) in drops { o.field(r, Int(clamping: n)) } }
+            if let e = engine {
+                o.key("engine")
+                o.object {
+                    o.field("handshakeInitiationsSent", Int(clamping: e.handshakeInitiationsSent))
+                    o.field("handshakeResponsesSent", Int(clamping: e.handshakeResponsesSent))
+                    o.field("cookieRepliesSent", Int(clamping: e.cookieRepliesSent))
+                    o.field("sessionsDerived", Int(clamping: e.sessionsDerived))
+                    o.key("drops")
+                    o.object { for r in DropReason.allCases where e.dropped(r) > 0 { o.field(r.rawValue, Int(clamping: e.dropped(r))) } }
+                }
+            } else {
+                o.nullField("engine")
+            }
         }
         return o.text + "\n"
     }

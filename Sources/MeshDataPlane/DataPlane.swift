@@ -44,6 +44,8 @@ public protocol DataPlane: AnyObject {
     func resync()
     /// The device as it is.
     func snapshot() throws -> DeviceConfiguration
+    /// The engine's own counters where it keeps them (userspace); nil for the kernel, which does not say.
+    var statistics: DeviceStatistics? { get }
     /// Stops the engine; the interface is removed.
     func close()
 }
@@ -81,6 +83,7 @@ func configureInterface(_ s: InterfaceSettings) throws {
 }
 
 public final class KernelDataPlane: DataPlane {
+    public var statistics: DeviceStatistics? { nil }
     public let mode = DataPlaneMode.kernel
     public let interfaceName: String
     let wireguard: KernelWireGuard
@@ -124,6 +127,7 @@ public final class KernelDataPlane: DataPlane {
 }
 
 public final class UserspaceDataPlane: DataPlane {
+    public var statistics: DeviceStatistics? { engine.statistics }
     public let mode = DataPlaneMode.userspace
     public let engine: UserspaceEngine
     public var interfaceName: String { engine.interfaceName }

@@ -81,6 +81,8 @@ public struct DeviceStatistics: Sendable, Equatable {
     public var cookieRepliesSent: UInt64 = 0
     public var sessionsDerived: UInt64 = 0
 
+    public init() {}
+
     public func dropped(_ r: DropReason) -> UInt64 { drops[r] ?? 0 }
     public var totalDrops: UInt64 { drops.values.reduce(0, +) }
 }

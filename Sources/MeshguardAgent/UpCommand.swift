@@ -449,7 +449,7 @@ struct Up: ParsableCommand {
                                 listenPort: port, controlPort: ctlPort, identity: identity.publicKey,
                                 wireGuardKey: identity.wireGuardPublicKey.base64, addresses: addresses.map(\.description),
                                 trustOpen: settings.open, trustedKeys: trust.count, members: lines,
-                                drops: node.drops.map { ($0.key.rawValue, $0.value) }.sorted { $0.0 < $1.0 })
+                                drops: node.drops.map { ($0.key.rawValue, $0.value) }.sorted { $0.0 < $1.0 }, engine: plane.statistics)
         }
         /// Answers every waiting control connection; true when one asked the agent to go down.
         func serveControl() -> Bool {

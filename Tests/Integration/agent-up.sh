@@ -104,6 +104,9 @@ r = urllib.request.urlopen("http://127.0.0.1:9586/metrics", timeout=5)
 assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), r.headers
 t = r.read().decode()
 assert "meshguard_peers 1\n" in t and "meshguard_members{state=\"static\"} 1\n" in t, t
+sessions = [l for l in t.splitlines() if l.startswith("meshguard_wireguard_handshakes_total{kind=\"session\"}")]
+assert sessions and int(sessions[0].split()[-1]) >= 1, t
+assert "meshguard_wireguard_drops_total{reason=\"invalid-mac\"}" in t, t
 rx = [l for l in t.splitlines() if l.startswith("meshguard_peer_receive_bytes_total{peer=\"node-b\"")]
 assert rx and int(rx[0].split()[-1]) > 0, t
 try:

@@ -18,6 +18,15 @@ import MeshWireGuard
                                       latestHandshake: nil, receivedBytes: 0, transmittedBytes: 0),
                              ],
                              drops: [("replayed", 4)])
+        #expect(!Metrics.render(r, events: [:]).contains("meshguard_wireguard_"))   // kernel mode: no engine counters
+        var r2 = r
+        var stats = DeviceStatistics()
+        stats.drops[.replayedPacket] = 7; stats.handshakeInitiationsSent = 3
+        r2.engine = stats
+        let engineLines = Metrics.render(r2, events: [:]).split(separator: "\n").map(String.init)
+        #expect(engineLines.contains("meshguard_wireguard_drops_total{reason=\"replayed-packet\"} 7"))
+        #expect(engineLines.contains("meshguard_wireguard_drops_total{reason=\"no-route\"} 0"))
+        #expect(engineLines.contains("meshguard_wireguard_handshakes_total{kind=\"initiation\"} 3"))
         let text = Metrics.render(r, events: ["joined": 2, "dead": 1])
         let lines = text.split(separator: "\n").map(String.init)
         #expect(lines.contains("meshguard_info{version=\"0.1.0\",mode=\"kernel\",interface=\"mg0\"} 1"))

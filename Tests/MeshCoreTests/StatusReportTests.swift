@@ -54,7 +54,12 @@ import MeshWireGuard
         #expect(j.contains("{\"name\":null,"))
         #expect(j.contains("\"endpoint\":null,"))
         #expect(j.contains("\"latestHandshake\":null,"))
-        #expect(j.hasSuffix("\"drops\":{\"badSignature\":3,\"replayed\":1}}\n"))
+        #expect(j.hasSuffix("\"drops\":{\"badSignature\":3,\"replayed\":1},\"engine\":null}\n"))
+        var withEngine = report()
+        var stats = DeviceStatistics()
+        stats.handshakeInitiationsSent = 2; stats.sessionsDerived = 1; stats.drops[.noRoute] = 5
+        withEngine.engine = stats
+        #expect(withEngine.json(now: now).hasSuffix(",\"engine\":{\"handshakeInitiationsSent\":2,\"handshakeResponsesSent\":0,\"cookieRepliesSent\":0,\"sessionsDerived\":1,\"drops\":{\"no-route\":5}}}\n"))
         // Balanced, no doubled or trailing commas.
         #expect(!j.contains(",,") && !j.contains(",}") && !j.contains(",]") && !j.contains("{,") && !j.contains("[,"))
         #expect(j.filter { $0 == "{" }.count == j.filter { $0 == "}" }.count)
