@@ -31,7 +31,7 @@ public struct ConfigFileError: Error, Equatable, CustomStringConvertible {
     public var description: String { "\(path):\(line): \(message)" }
 }
 
-public struct AgentConfigFile: Sendable, Equatable {
+public struct AgentConfigFile: Sendable {
     /// What one key may hold, for validation and for the error's fix.
     public enum Kind: Sendable, Equatable {
         case string(example: String)
@@ -63,11 +63,6 @@ public struct AgentConfigFile: Sendable, Equatable {
     public let path: String
     /// Each key set, with its value and line.
     public private(set) var entries: [String: (value: ConfigValue, line: Int)] = [:]
-
-    public static func == (a: AgentConfigFile, b: AgentConfigFile) -> Bool {
-        a.path == b.path && a.entries.keys.sorted() == b.entries.keys.sorted()
-            && a.entries.allSatisfy { b.entries[$0.key]?.value == $0.value.value && b.entries[$0.key]?.line == $0.value.line }
-    }
 
     /// Parses and validates `text` (the contents of `path`).
     public init(text: String, path: String) throws(ConfigFileError) {

@@ -49,6 +49,7 @@ public final class MeshNode {
     /// Members known but not yet heard from, with the end of their grace.
     private var waiting: [Bytes32: Instant] = [:]
     private var hellos: [(bytes: [UInt8], to: Endpoint)] = []
+    private var hellosHead = 0
     private var helloSequence: UInt32 = 0x8000_0000
     private var lastNow: Instant
     /// How long a member that has not been heard from waits before it is given to the data plane anyway.
@@ -135,7 +136,13 @@ public final class MeshNode {
 
     /// The next datagram to send.
     public func pollTransmit() -> (bytes: [UInt8], to: Endpoint)? {
-        if !hellos.isEmpty { return hellos.removeFirst() }
+        if hellosHead < hellos.count {
+            defer {
+                hellosHead += 1
+                if hellosHead == hellos.count { hellos.removeAll(keepingCapacity: true); hellosHead = 0 }
+            }
+            return hellos[hellosHead]
+        }
         while let (packet, to) = membership.pollTransmit() {
             if let bytes = try? sealer.seal(.swim, payload: SWIMCodec.encode(packet)) { return (bytes, to) }
         }

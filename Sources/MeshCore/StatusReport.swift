@@ -7,7 +7,7 @@ import MeshIdentity
 import MeshSWIM
 import MeshWireGuard
 
-public struct StatusReport: Sendable, Equatable {
+public struct StatusReport: Sendable {
     public struct MemberLine: Sendable, Equatable {
         /// Its name in authorized_keys/, nil when not listed (lab mode).
         public var name: String?
@@ -60,8 +60,6 @@ public struct StatusReport: Sendable, Equatable {
         self.addresses = addresses; self.trustOpen = trustOpen; self.trustedKeys = trustedKeys
         self.members = members; self.drops = drops; self.engine = engine
     }
-
-    public static func == (a: StatusReport, b: StatusReport) -> Bool { a.json(now: WallTime(seconds: 0, nanoseconds: 0)) == b.json(now: WallTime(seconds: 0, nanoseconds: 0)) }
 
     /// Members per state, in a fixed order.
     public var counts: [(String, Int)] {

@@ -1,6 +1,6 @@
-// Watching files and signals from one event loop: inotify(7) on directories
-// (a trust or peers file added, changed, removed or renamed into place) and
-// signalfd(2) for SIGHUP/SIGINT/SIGTERM, both as descriptors for a Poller.
+// Watching files from an event loop: inotify(7) on directories (a trust or
+// peers file added, changed, removed or renamed into place) as a descriptor
+// for a Poller. (Signals reach the daemon through its service group.)
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,36 +37,6 @@ public final class DirectoryWatcher {
             if n > 0 { any = true; continue }
             if n < 0 && errno == EINTR { continue }
             return any
-        }
-    }
-}
-
-/// Blocks `signals` for the whole process (call before starting threads) and
-/// delivers them through a descriptor instead.
-public final class SignalDescriptor {
-    public let fileDescriptor: Int32
-
-    public init(_ signals: [Int32]) throws(LinuxError) {
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in signals { sigaddset(&set, s) }
-        pthread_sigmask(SIG_BLOCK, &set, nil)
-        let fd = signalfd(-1, &set, Int32(SFD_NONBLOCK | SFD_CLOEXEC))
-        guard fd >= 0 else { throw LinuxError("signalfd", Errno(rawValue: errno)) }
-        fileDescriptor = fd
-    }
-
-    deinit { close(fileDescriptor) }
-
-    /// The signals received since the last call, in order.
-    public func drain() -> [Int32] {
-        var out: [Int32] = []
-        var info = signalfd_siginfo()
-        while true {
-            let n = read(fileDescriptor, &info, MemoryLayout<signalfd_siginfo>.size)
-            if n == MemoryLayout<signalfd_siginfo>.size { out.append(Int32(info.ssi_signo)); continue }
-            if n < 0 && errno == EINTR { continue }
-            return out
         }
     }
 }

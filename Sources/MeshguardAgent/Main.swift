@@ -64,7 +64,6 @@ enum Terminal {
 
     static func warn(_ line: String, _ fields: KeyValuePairs<String, String> = [:]) { Log.emit(.warning, line, fields) }
     static func info(_ line: String, _ fields: KeyValuePairs<String, String> = [:]) { Log.emit(.info, line, fields) }
-    static func debug(_ line: String, _ fields: KeyValuePairs<String, String> = [:]) { Log.emit(.debug, line, fields) }
 }
 
 /// The daemon's log on stderr: text for people (with syslog priority

@@ -20,12 +20,4 @@ import Foundation
         #expect(try poller.wait(timeout: .seconds(5)) == 1)
         #expect(w.drain())
     }
-
-    @Test func signalsArriveAsADescriptor() throws {
-        let s = try SignalDescriptor([SIGUSR2])
-        #expect(s.drain().isEmpty)
-        pthread_kill(pthread_self(), SIGUSR2)   // directed at this thread, which blocks it
-        #expect(s.drain() == [SIGUSR2])
-        #expect(s.drain().isEmpty)
-    }
 }

@@ -28,7 +28,6 @@
 #include <netinet/udp.h>   /* UDP_SEGMENT, UDP_GRO, SOL_UDP */
 #include <linux/if_tun.h>  /* TUNSETIFF, IFF_TUN, IFF_NO_PI, IFF_VNET_HDR, TUN_F_* */
 #include <sys/inotify.h>   /* inotify(7): trust and peer files watched for changes */
-#include <sys/signalfd.h>  /* signalfd(2): signals as a readable descriptor */
 
 /* ---- Constants (plain int aliases import into Swift as Int32) ---------- */
 
