@@ -19,6 +19,15 @@
 // configured us (the daemon applies membership before sending), so our
 // handshake then finds us known. A silent member is routed after `hearingGrace`.
 //
+// NAT traversal (docs/nat.md): every authenticated message tells us where
+// its sender is reachable from here (its address as we see it), and SWIM
+// sends there. The node's own record carries its STUN-reflexive endpoint and
+// NAT kind (`setNAT`). A member not heard from directly is introduced through
+// a rendezvous member both can reach (punch request → introductions → both
+// send hellos at once); if it still is not heard from, the lower key of the
+// pair asks a relay member for a port pair and both point WireGuard at the
+// relay. Direct paths are retried periodically and win when they work.
+//
 // Every input carries `now`. A message or update from outside the trust set
 // changes nothing; a revoked member leaves `peers` at once. One owner drives it.
 import MeshBase
@@ -26,6 +35,39 @@ import MeshCrypto
 import MeshIdentity
 import MeshProtocol
 import MeshSWIM
+
+/// Whether this node offers to relay for others: auto (when it has a public address, from STUN), on or off.
+public enum RelayPolicy: String, Sendable, CaseIterable {
+    case auto, on, off
+}
+
+/// The relay's port allocator (RelayTable behind sockets in the daemon; an in-memory twin in tests).
+public protocol RelayServing: AnyObject {
+    /// Ports for the pair (requester's, peer's): see RelayTable.request.
+    func allocate(_ requester: Bytes32, at requesterAddress: IPAddress, peer: Bytes32, at peerAddress: IPAddress,
+                  now: Instant) -> Result<(UInt16, UInt16), NATMessage.RefusalReason>
+}
+
+/// What this node signs about itself; mutable, read when a record is stamped.
+final class RecordTemplate: @unchecked Sendable {
+    let identity: Identity
+    var control: Endpoint
+    var wireGuard: [Endpoint]
+    var flags: UInt8
+    init(identity: Identity, control: Endpoint, wireGuard: [Endpoint], flags: UInt8) {
+        self.identity = identity; self.control = control; self.wireGuard = wireGuard; self.flags = flags
+    }
+    func record(_ incarnation: UInt64) -> MemberRecord {
+        MemberRecord(identity: identity, incarnation: incarnation, controlEndpoint: control, wireGuardEndpoints: wireGuard, flags: flags)
+    }
+}
+
+/// Record flags: bit 0 kernel data plane, bits 1-2 NAT mapping, bit 3 offers to relay.
+public enum RecordFlags {
+    public static let kernel: UInt8 = 1
+    public static let relay: UInt8 = 8
+    public static func mapping(_ flags: UInt8) -> NATMapping { NATMapping(recordBits: flags >> 1) }
+}
 
 public final class MeshNode {
     public let identity: Identity
@@ -38,7 +80,23 @@ public final class MeshNode {
     private var opener = EnvelopeOpener()
     /// Verified records of members, by identity key.
     private var records: [Bytes32: MemberRecord] = [:]
-    private var record: MemberRecord
+    private let template: RecordTemplate
+    private let localControl: Endpoint
+    private let localWireGuard: [Endpoint]
+    private let kernelMode: Bool
+    /// This node's public endpoint (STUN, on the control socket) and NAT kind.
+    public private(set) var reflexive: Endpoint?
+    public private(set) var nat: NATMapping = .unknown
+    public let relayPolicy: RelayPolicy
+    /// Set by the daemon when this node may relay.
+    public weak var relayServer: RelayServing?
+    /// How each member is reached: heard directly, introduced, relayed.
+    private var paths: [Bytes32: Path] = [:]
+    private var nextNATTick: Instant
+    private var natOutbox: [(bytes: [UInt8], to: Endpoint)] = []
+    var lastSynchronize: Instant = .zero
+    /// NAT traversal counters (for status and metrics).
+    public private(set) var natCounters = NATCounters()
     /// Control-plane datagrams dropped, by reason.
     public private(set) var drops: [WireError.Reason: UInt64] = [:]
     /// Bumped whenever `peers` may have changed.
@@ -56,32 +114,82 @@ public final class MeshNode {
     public static let hearingGrace: Duration = .seconds(2)
 
     public init(identity: Identity, controlEndpoint: Endpoint, wireGuardEndpoints: [Endpoint], kernelMode: Bool,
-                trust: TrustSet, open: Bool = false, config: SWIMConfig = .lan, epoch: UInt64, seed: UInt64, now: Instant) throws {
+                trust: TrustSet, open: Bool = false, relay: RelayPolicy = .auto, config: SWIMConfig = .lan,
+                epoch: UInt64, seed: UInt64, now: Instant) throws {
         self.identity = identity
         self.trust = trust
         self.isOpen = open
-        record = MemberRecord(identity: identity, incarnation: 0, controlEndpoint: controlEndpoint,
-                              wireGuardEndpoints: wireGuardEndpoints, flags: kernelMode ? 1 : 0)
+        self.localControl = controlEndpoint
+        self.localWireGuard = wireGuardEndpoints
+        self.kernelMode = kernelMode
+        self.relayPolicy = relay
+        template = RecordTemplate(identity: identity, control: controlEndpoint, wireGuard: wireGuardEndpoints, flags: 0)
         sealer = EnvelopeSealer(identity: identity, epoch: epoch)
-        membership = try SWIMMembership(id: identity.publicKey.raw, endpoint: controlEndpoint, metadata: record.encoded,
-                                        config: config, random: SeededRandom(seed: seed), now: now)
-        // Every incarnation gets a record signed for it (refutations re-sign).
-        let flags: UInt8 = kernelMode ? 1 : 0
-        membership.stamp = { [identity] incarnation in
-            MemberRecord(identity: identity, incarnation: incarnation, controlEndpoint: controlEndpoint,
-                         wireGuardEndpoints: wireGuardEndpoints, flags: flags).encoded
-        }
+        nextNATTick = now + MeshNode.natTick
         lastNow = now
+        membership = try SWIMMembership(id: identity.publicKey.raw, endpoint: controlEndpoint, metadata: [],
+                                        config: config, random: SeededRandom(seed: seed), now: now)
+        refreshTemplate()
+        // Every incarnation gets a record signed for it (refutations re-sign).
+        membership.stamp = { [template] incarnation in template.record(incarnation).encoded }
     }
+
+    /// Whether this node offers to relay now.
+    public var offersRelay: Bool {
+        switch relayPolicy {
+        case .on: true
+        case .off: false
+        case .auto: nat == .none
+        }
+    }
+
+    /// True when STUN says this node is behind a NAT.
+    public var isBehindNAT: Bool { nat == .endpointIndependent || nat == .endpointDependent }
+
+    /// Recomputes what this node signs: behind a NAT its public (reflexive)
+    /// endpoint comes first, as control endpoint and first WireGuard candidate.
+    private func refreshTemplate() {
+        var flags: UInt8 = (kernelMode ? RecordFlags.kernel : 0) | nat.recordBits << 1
+        if offersRelay { flags |= RecordFlags.relay }
+        var control = localControl
+        var wireGuard = localWireGuard
+        if let r = reflexive, isBehindNAT, r != localControl {
+            control = r
+            // Userspace: WireGuard shares the control port, so the mapping is
+            // the same. Kernel: its own socket; port-preserving NATs keep the port.
+            let mapped = kernelMode ? Endpoint(r.address, port: localWireGuard.first?.port ?? r.port) : r
+            wireGuard = [mapped] + localWireGuard.filter { $0 != mapped }
+        }
+        template.control = control
+        template.wireGuard = Array(wireGuard.prefix(MemberRecord.maxEndpoints))
+        template.flags = flags
+    }
+
+    /// What STUN found: this node's public endpoint and NAT kind. A change is
+    /// announced at once (a new incarnation with a re-signed record).
+    public func setNAT(reflexive: Endpoint?, mapping: NATMapping, now: Instant) {
+        guard reflexive != self.reflexive || mapping != nat else { return }
+        self.reflexive = reflexive
+        nat = mapping
+        refreshTemplate()
+        try? membership.update(endpoint: template.control, now: now)
+        generation &+= 1
+    }
+
+    /// The record this node gossips now.
+    public var currentRecord: MemberRecord { template.record(membership.incarnation) }
 
     public func join(seeds: [Endpoint], now: Instant) { membership.join(seeds: seeds, now: now) }
     public func leave(now: Instant) { membership.leave(now: now) }
     public func nextDeadline() -> Instant? {
         let grace = waiting.values.min()
+        let first: Instant?
         switch (membership.nextDeadline(), grace) {
-        case let (a?, b?): return min(a, b)
-        case let (a, b): return a ?? b
+        case let (a?, b?): first = min(a, b)
+        case let (a, b): first = a ?? b
         }
+        guard !membership.hasLeft else { return first }
+        return first.map { min($0, nextNATTick) } ?? nextNATTick
     }
 
     public func handleTimers(now: Instant) {
@@ -93,6 +201,10 @@ public final class MeshNode {
             waiting[id] = nil
             admitted.insert(id)
             generation &+= 1
+        }
+        if now >= nextNATTick, !membership.hasLeft {
+            nextNATTick = now + MeshNode.natTick
+            traverse(now: now)
         }
     }
 
@@ -111,7 +223,16 @@ public final class MeshNode {
         do {
             lastNow = now
             let envelope = try opener.open(bytes, isTrusted: { isTrusted($0) })
-            guard envelope.kind == .swim else { throw WireError(.unknownType, "envelope kind \(envelope.kind)") }
+            guard envelope.sender != identity.publicKey else { throw WireError(.untrustedSender, "our own key") }
+            noteHeard(envelope.sender.raw, at: source, now: now)
+            switch envelope.kind {
+            case .swim: break
+            case .natTraversal:
+                handleNAT(try NATMessage.decode(envelope.payload), from: envelope.sender.raw, at: source, now: now)
+                return
+            case .relay:
+                throw WireError(.unknownType, "envelope kind \(envelope.kind)")
+            }
             var packet = try SWIMCodec.decode(envelope.payload, sender: envelope.sender.raw)
             // Anything but a push-pull request is sent to a member the sender
             // knows (and has configured); a join request is sent to a seed's
@@ -143,6 +264,7 @@ public final class MeshNode {
             }
             return hellos[hellosHead]
         }
+        if !natOutbox.isEmpty { return natOutbox.removeFirst() }
         while let (packet, to) = membership.pollTransmit() {
             if let bytes = try? sealer.seal(.swim, payload: SWIMCodec.encode(packet)) { return (bytes, to) }
         }
@@ -201,15 +323,21 @@ public final class MeshNode {
             switch e {
             case .reaped(let id):
                 records[id] = nil; waiting[id] = nil; admitted.remove(id)
+                paths[id] = nil; membership.setRoute(id, nil)
             case .joined(let m):
+                if paths[m.id] == nil { paths[m.id] = Path(since: lastNow) }
                 // Heard from already (it wrote to us, so it knows us): nothing to wait for.
                 if !admitted.contains(m.id) {
                     if waiting[m.id] == nil { waiting[m.id] = lastNow + MeshNode.hearingGrace }
                     sayHello(to: m)
                 }
+            case .updated(let m), .aliveAgain(let m):
+                // New endpoints, or back: try the direct path again now.
+                if var p = paths[m.id], !p.isDirect(lastNow) { p.nextPunch = lastNow; paths[m.id] = p }
             case .dead(let m), .left(let m):
                 // It must be heard from again when it comes back.
                 admitted.remove(m.id); waiting[m.id] = nil
+                paths[m.id] = Path(since: lastNow); membership.setRoute(m.id, nil)
             default:
                 break
             }
@@ -217,13 +345,34 @@ public final class MeshNode {
         }
     }
 
-    /// A ping carrying our alive update, so `m` learns of us now; its ack tells us it has.
+    /// A ping carrying our alive update, so `m` learns of us now; its ack
+    /// tells us it has. Sent to every address `m` may be reached at.
     private func sayHello(to m: Member) {
+        for e in candidates(of: m.id, swimEndpoint: m.endpoint) { sayHello(to: m.id, at: e) }
+    }
+
+    private func sayHello(to id: Bytes32, at endpoint: Endpoint) {
         let me = membership.localMember
         helloSequence = helloSequence == .max ? 0x8000_0000 : helloSequence + 1
-        let packet = SWIMPacket(sender: identity.publicKey.raw, message: .ping(sequence: helloSequence, target: m.id),
+        let packet = SWIMPacket(sender: identity.publicKey.raw, message: .ping(sequence: helloSequence, target: id),
                                 updates: [.alive(member: me.id, incarnation: me.incarnation, endpoint: me.endpoint, metadata: me.metadata)])
-        if let bytes = try? sealer.seal(.swim, payload: SWIMCodec.encode(packet)) { hellos.append((bytes, m.endpoint)) }
+        if let bytes = try? sealer.seal(.swim, payload: SWIMCodec.encode(packet)) { hellos.append((bytes, endpoint)) }
+    }
+
+    /// Where member `id`'s control plane may be reached: where we heard it
+    /// from, its advertised endpoint, and its record's candidates at the
+    /// control port (a member on our LAN answers at its local address);
+    /// never our own local endpoint (the same private address in another home).
+    private func candidates(of id: Bytes32, swimEndpoint: Endpoint?) -> [Endpoint] {
+        var out: [Endpoint] = []
+        func add(_ e: Endpoint) { if e != localControl, !out.contains(e) { out.append(e) } }
+        if let h = paths[id]?.heard { add(h) }
+        if let e = swimEndpoint { add(e) }
+        if let r = records[id] {
+            add(r.controlEndpoint)
+            for c in r.wireGuardEndpoints { add(Endpoint(c.address, port: r.controlEndpoint.port)) }
+        }
+        return out
     }
 
     /// The peers the data plane should have: members alive or suspect, trusted,
@@ -231,10 +380,298 @@ public final class MeshNode {
     public var peers: [MeshPeerState] {
         membership.members.compactMap { m in
             guard m.state.isLive, let r = records[m.id], isTrusted(r.identity) else { return nil }
-            return MeshPeerState(key: r.identity, endpoint: r.wireGuardEndpoints.first, routed: admitted.contains(m.id))
+            let path = paths[m.id]
+            // A NAT on the way: keep its mapping open, once the path is settled
+            // (direct or relayed). Turning the keepalive on makes WireGuard send
+            // at once, and it rate-limits handshakes to one per 5 s, so an early
+            // one toward an address that cannot work would delay the real path.
+            let natted = isBehindNAT || path?.relay != nil
+                || [.endpointIndependent, .endpointDependent].contains(RecordFlags.mapping(r.flags))
+                || (path?.heard).map { $0 != r.controlEndpoint } ?? false
+            let settled = path?.relay != nil || path?.isDirect(lastNow) == true
+            return MeshPeerState(key: r.identity, endpoint: wireGuardEndpoint(r, path),
+                                 persistentKeepalive: natted && settled ? MeshNode.natKeepalive : nil, routed: admitted.contains(m.id))
         }
+    }
+
+    /// Where our WireGuard sends to a member: its relay port when relayed;
+    /// else, when we hear it from somewhere other than it advertises (a NAT
+    /// between us), that address (userspace: WireGuard shares the control
+    /// port) or that address at its WireGuard port (kernel); else its own word.
+    private func wireGuardEndpoint(_ r: MemberRecord, _ path: Path?) -> Endpoint? {
+        if let relay = path?.relay { return relay.endpoint }
+        if let h = path?.heard, h != r.controlEndpoint {
+            guard r.flags & RecordFlags.kernel != 0 else { return h }
+            return r.wireGuardEndpoints.first { $0.address == h.address }
+                ?? Endpoint(h.address, port: r.wireGuardEndpoints.first?.port ?? 51820)
+        }
+        return r.wireGuardEndpoints.first
+    }
+
+    /// How this node reaches a member now (for status).
+    public func path(to member: Bytes32) -> PathKind {
+        guard let p = paths[member] else { return .unknown }
+        if let r = p.relay { return .relayed(via: r.via) }
+        if p.isDirect(lastNow) { return .direct }
+        return .trying
     }
 
     /// Every member this node knows, with its state (for status output).
     public var members: [Member] { membership.members }
+}
+
+/// How a member is reached (status output).
+public enum PathKind: Equatable, Sendable {
+    case unknown
+    /// Heard from directly within `MeshNode.directLifetime`.
+    case direct
+    /// Not heard from directly: punching.
+    case trying
+    case relayed(via: Bytes32)
+}
+
+public struct NATCounters: Sendable, Equatable {
+    public var punchRequestsSent: UInt64 = 0
+    public var introductionsSent: UInt64 = 0
+    public var introductionsReceived: UInt64 = 0
+    /// Punch requests for a member this node does not hear directly (it cannot introduce).
+    public var introductionsImpossible: UInt64 = 0
+    public var relayRequestsSent: UInt64 = 0
+    public var relayGrantsSent: UInt64 = 0
+    public var relayRefusalsSent: UInt64 = 0
+    public var relaysUsed: UInt64 = 0
+    public var directAfterRelay: UInt64 = 0
+}
+
+/// The way to one member.
+struct Path {
+    /// Where its last authenticated message came from, and when.
+    var heard: Endpoint?
+    var heardAt: Instant = .zero
+    /// Since when we try to reach it directly (joined, or the direct path lapsed).
+    var since: Instant
+    var punches = 0
+    var nextPunch: Instant
+    var relay: RelayPath?
+    var relayAskedAt: Instant?
+    /// Relays that refused this pair, until when.
+    var refused: [Bytes32: Instant] = [:]
+
+    init(since: Instant) {
+        self.since = since
+        nextPunch = since + MeshNode.punchAfter
+    }
+
+    func isDirect(_ now: Instant) -> Bool { heard != nil && now - heardAt < MeshNode.directLifetime }
+}
+
+struct RelayPath: Equatable {
+    var via: Bytes32
+    var endpoint: Endpoint
+    var at: Instant
+}
+
+extension MeshNode {
+    /// How often the NAT traversal state is looked at.
+    static let natTick: Duration = .milliseconds(250)
+    /// A member not heard from directly this long after we learn of it is introduced through a rendezvous.
+    static let punchAfter: Duration = .seconds(1)
+    /// Later introductions: after 3 s, then every 30 s (the periodic retry of a direct path).
+    static let punchRetries: [Duration] = [.seconds(2), .seconds(30)]
+    /// Not heard from directly this long after trying: relayed.
+    static let relayAfter: Duration = .seconds(3)
+    /// When both NAT kinds say no direct path can exist: relayed this soon (a LAN path still wins later).
+    static let relayAfterHopeless: Duration = .seconds(1)
+    /// A direct path not heard from for this long is tried again.
+    static let directLifetime: Duration = .seconds(60)
+    /// The relay requester refreshes its allocation this often; the other side drops a grant not refreshed for 3×.
+    static let relayRefresh: Duration = .seconds(30)
+    /// Persistent keepalive on WireGuard peers across a NAT: below the 30 s that NATs give UDP mappings.
+    public static let natKeepalive: UInt16 = 25
+}
+
+extension MeshNode {
+    /// An authenticated message from `member` arrived from `source`.
+    func noteHeard(_ member: Bytes32, at source: Endpoint, now: Instant) {
+        var p = paths[member] ?? Path(since: now)
+        let changed = p.heard != source || !p.isDirect(now)
+        p.heard = source
+        p.heardAt = now
+        if p.relay != nil {
+            // A direct path works again: leave the relay.
+            p.relay = nil
+            natCounters.directAfterRelay &+= 1
+        }
+        paths[member] = p
+        if changed {
+            membership.setRoute(member, source)
+            generation &+= 1
+        }
+    }
+
+    func sendNAT(_ m: NATMessage, to: Endpoint) {
+        if let bytes = try? sealer.seal(.natTraversal, payload: m.encoded) { natOutbox.append((bytes, to)) }
+    }
+
+    func isLiveTrustedMember(_ id: Bytes32) -> Bool {
+        guard let m = membership.member(id), m.state.isLive, let r = records[id] else { return false }
+        return isTrusted(r.identity)
+    }
+
+    func handleNAT(_ message: NATMessage, from sender: Bytes32, at source: Endpoint, now: Instant) {
+        switch message {
+        case .punchRequest(let target):
+            // Rendezvous: both must be members we hear directly.
+            guard target != sender, isLiveTrustedMember(target), let t = paths[target], t.isDirect(now), let tAt = t.heard else {
+                natCounters.introductionsImpossible &+= 1
+                return
+            }
+            sendNAT(.introduction(peer: sender, endpoint: source), to: tAt)
+            sendNAT(.introduction(peer: target, endpoint: tAt), to: source)
+            natCounters.introductionsSent &+= 2
+        case let .introduction(peer, endpoint):
+            guard peer != identity.publicKey.raw, trusted(peer) else { drops[.badValue, default: 0] &+= 1; return }
+            guard isLiveTrustedMember(peer) else {
+                // A member we have not heard of yet (members behind NATs that map per
+                // destination hear gossip from few others): catch up with the introducer.
+                synchronize(with: source, now: now)
+                return
+            }
+            natCounters.introductionsReceived &+= 1
+            if paths[peer]?.isDirect(now) == true { return }
+            // Both sides do this at once: our hello opens our NAT toward it, its hello then passes.
+            sayHello(to: peer, at: endpoint)
+            for e in candidates(of: peer, swimEndpoint: membership.member(peer)?.endpoint) where e != endpoint {
+                sayHello(to: peer, at: e)
+            }
+        case .relayRequest(let peer):
+            guard offersRelay, let server = relayServer else {
+                sendNAT(.relayRefusal(peer: peer, reason: .notARelay), to: source); natCounters.relayRefusalsSent &+= 1; return
+            }
+            guard peer != sender, peer != identity.publicKey.raw, isLiveTrustedMember(peer), isLiveTrustedMember(sender) else {
+                sendNAT(.relayRefusal(peer: peer, reason: .unknownPeer), to: source); natCounters.relayRefusalsSent &+= 1; return
+            }
+            guard let p = paths[peer], p.isDirect(now), let peerAt = p.heard else {
+                sendNAT(.relayRefusal(peer: peer, reason: .noRouteToPeer), to: source); natCounters.relayRefusalsSent &+= 1; return
+            }
+            switch server.allocate(sender, at: source.address, peer: peer, at: peerAt.address, now: now) {
+            case .success(let (mine, theirs)):
+                let here = template.control.address
+                sendNAT(.relayGrant(peer: peer, endpoint: Endpoint(here, port: mine)), to: source)
+                sendNAT(.relayGrant(peer: sender, endpoint: Endpoint(here, port: theirs)), to: peerAt)
+                natCounters.relayGrantsSent &+= 2
+            case .failure(let reason):
+                sendNAT(.relayRefusal(peer: peer, reason: reason), to: source); natCounters.relayRefusalsSent &+= 1
+            }
+        case let .relayGrant(peer, endpoint):
+            // From a live relay member, for a member we do not reach directly.
+            // The peer may not have reached us by gossip yet: the grant is kept for when it does.
+            guard let r = records[sender], r.flags & RecordFlags.relay != 0, isLiveTrustedMember(sender), trusted(peer),
+                  peer != identity.publicKey.raw else { drops[.badValue, default: 0] &+= 1; return }
+            if !isLiveTrustedMember(peer) { synchronize(with: source, now: now) }
+            var p = paths[peer] ?? Path(since: now)
+            if p.isDirect(now) { return }
+            let fresh = RelayPath(via: sender, endpoint: endpoint, at: now)
+            if p.relay?.via != sender || p.relay?.endpoint != endpoint { generation &+= 1; natCounters.relaysUsed &+= 1 }
+            p.relay = fresh
+            paths[peer] = p
+            // The relay granted both sides at once: the peer configures us now, so route to it.
+            waiting[peer] = nil
+            if admitted.insert(peer).inserted { generation &+= 1 }
+        case let .relayRefusal(peer, _):
+            guard var p = paths[peer] else { return }
+            p.refused[sender] = now + .seconds(60)
+            p.relayAskedAt = nil   // ask another one at the next tick
+            if p.relay?.via == sender { p.relay = nil; generation &+= 1 }
+            paths[peer] = p
+        }
+    }
+
+    /// A push-pull with `source`, at most once a second.
+    func synchronize(with source: Endpoint, now: Instant) {
+        guard now - lastSynchronize >= .seconds(1) else { return }
+        lastSynchronize = now
+        membership.synchronize(with: source)
+    }
+
+    /// A stable score for relay choice (rendezvous hashing): both sides of a
+    /// pair rank relays alike, and pairs spread over relays.
+    static func relayScore(_ a: Bytes32, _ b: Bytes32, _ relay: Bytes32) -> UInt64 {
+        func word(_ k: Bytes32) -> UInt64 { k.bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) } }
+        var x = word(a) ^ word(b) &* 0x9E37_79B9_7F4A_7C15 ^ word(relay)
+        x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+        return x ^ (x >> 31)
+    }
+
+    /// The periodic NAT work: introductions for members not heard directly,
+    /// relay requests when that fails, refreshes, expiries.
+    func traverse(now: Instant) {
+        let me = identity.publicKey.raw
+        for (id, var p) in paths {
+            guard let r = records[id], let m = membership.member(id), m.state.isLive, isTrusted(r.identity) else { continue }
+            if p.isDirect(now) { continue }
+            if p.heard != nil, p.since < p.heardAt {
+                // The direct path lapsed: start over.
+                p.since = now; p.punches = 0; p.nextPunch = now
+            }
+            if now >= p.nextPunch {
+                punch(id, now: now)
+                p.nextPunch = now + MeshNode.punchRetries[min(p.punches, MeshNode.punchRetries.count - 1)]
+                p.punches += 1
+            }
+            // Relay: decided by the lower key of the pair, granted to both.
+            let theirs = RecordFlags.mapping(r.flags)
+            let hopeless = (nat == .endpointDependent && theirs != .none) || (theirs == .endpointDependent && nat != .none)
+            let wait = hopeless ? MeshNode.relayAfterHopeless : MeshNode.relayAfter
+            if me < id, now - p.since >= wait {
+                let due = p.relay.map { now - $0.at >= MeshNode.relayRefresh } ?? (p.relayAskedAt.map { now - $0 >= .seconds(5) } ?? true)
+                if due, let relay = chooseRelay(for: id, path: p, now: now) {
+                    p.relayAskedAt = now
+                    if let at = paths[relay]?.heard {
+                        sendNAT(.relayRequest(peer: id), to: at)
+                        natCounters.relayRequestsSent &+= 1
+                    }
+                }
+            }
+            if let rp = p.relay, !isLiveTrustedMember(rp.via) || (me > id && now - rp.at >= MeshNode.relayRefresh * 3) {
+                p.relay = nil
+                generation &+= 1
+            }
+            p.refused = p.refused.filter { $0.value > now }
+            paths[id] = p
+        }
+    }
+
+    /// Asks up to two members we hear directly (public ones first) to introduce us to `target`.
+    func punch(_ target: Bytes32, now: Instant) {
+        var choices: [(Bytes32, Endpoint, Bool)] = []
+        for (id, p) in paths where id != target && p.isDirect(now) {
+            guard let at = p.heard, let r = records[id], isLiveTrustedMember(id) else { continue }
+            choices.append((id, at, RecordFlags.mapping(r.flags) == .none))
+        }
+        // Public members hear everyone who writes to them: when there are any, only they are asked.
+        if choices.contains(where: { $0.2 }) { choices.removeAll { !$0.2 } }
+        choices.sort { MeshNode.relayScore(target, target, $0.0) < MeshNode.relayScore(target, target, $1.0) }
+        for (_, at, _) in choices.prefix(2) {
+            sendNAT(.punchRequest(target: target), to: at)
+            natCounters.punchRequestsSent &+= 1
+        }
+        // And a hello of our own to every address it may have: opens our NAT toward it.
+        if let m = membership.member(target) {
+            for e in candidates(of: target, swimEndpoint: m.endpoint) { sayHello(to: target, at: e) }
+        }
+    }
+
+    /// The relay for the pair (us, `peer`): a live member offering to relay that we hear directly, ranked by rendezvous hashing.
+    func chooseRelay(for peer: Bytes32, path: Path, now: Instant) -> Bytes32? {
+        let me = identity.publicKey.raw
+        var best: (Bytes32, UInt64)?
+        for (id, p) in paths where id != peer && p.isDirect(now) && path.refused[id] == nil {
+            guard let r = records[id], r.flags & RecordFlags.relay != 0, isLiveTrustedMember(id) else { continue }
+            let s = MeshNode.relayScore(min(me, peer), max(me, peer), id)
+            if best == nil || s < best!.1 { best = (id, s) }
+        }
+        return best?.0
+    }
 }

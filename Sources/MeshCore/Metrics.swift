@@ -37,6 +37,16 @@ public enum Metrics {
                    [(label([("kind", "initiation")]), "\(e.handshakeInitiationsSent)"), (label([("kind", "response")]), "\(e.handshakeResponsesSent)"),
                     (label([("kind", "cookie-reply")]), "\(e.cookieRepliesSent)"), (label([("kind", "session")]), "\(e.sessionsDerived)")])
         }
+        family("meshguard_peer_paths", "gauge", "Members by path: direct, trying (hole punching), relayed.",
+               ["direct", "trying", "relayed"].map { kind in
+                   (label([("path", kind)]), "\(report.members.filter { $0.path == kind || (kind == "relayed" && $0.path.hasPrefix("relayed")) }.count)")
+               })
+        if let n = report.nat {
+            family("meshguard_nat_mapping", "gauge", "The NAT kind STUN found (1 for the current one).",
+                   ["unknown", "none", "endpoint-independent", "endpoint-dependent"].map { (label([("mapping", $0)]), n.mapping == $0 ? "1" : "0") })
+            family("meshguard_relay_pairs", "gauge", "Pairs of members this node relays for now.", [("", "\(n.relayedPairs)")])
+            family("meshguard_relay_forwarded_packets_total", "counter", "WireGuard datagrams this node relayed (of current pairs).", [("", "\(n.relayedPackets)")])
+        }
         family("meshguard_membership_events_total", "counter", "Membership events since start, by kind.",
                events.keys.sorted().map { (label([("event", $0)]), "\(events[$0]!)") })
         return out

@@ -16,7 +16,7 @@ public struct StatusReport: Sendable {
         public var state: String
         /// Its WireGuard endpoint as configured on the interface (else as its record says).
         public var endpoint: Endpoint?
-        /// direct (relayed paths arrive with NAT traversal).
+        /// direct, trying (not heard from directly yet: hole punching), "relayed via NAME", or static.
         public var path: String
         /// In the data plane with its mesh addresses as allowed IPs.
         public var routed: Bool
@@ -51,14 +51,36 @@ public struct StatusReport: Sendable {
     public var drops: [(String, UInt64)]
     /// The userspace engine's counters (nil in kernel mode: the kernel does not report them).
     public var engine: DeviceStatistics?
+    /// NAT traversal: what STUN found and what this node relays.
+    public var nat: NATStatus?
+
+    public struct NATStatus: Sendable, Equatable {
+        public var publicEndpoint: Endpoint?
+        public var mapping: String
+        public var stunServers: Int
+        public var offersRelay: Bool
+        public var relayedPairs: Int
+        public var relayedPackets: UInt64
+        /// Datagrams the relay refused, by reason (RelayTable.Drop).
+        public var relayDrops: [(String, UInt64)]
+        public init(publicEndpoint: Endpoint?, mapping: String, stunServers: Int, offersRelay: Bool, relayedPairs: Int, relayedPackets: UInt64,
+                    relayDrops: [(String, UInt64)] = []) {
+            self.publicEndpoint = publicEndpoint; self.mapping = mapping; self.stunServers = stunServers
+            self.offersRelay = offersRelay; self.relayedPairs = relayedPairs; self.relayedPackets = relayedPackets; self.relayDrops = relayDrops
+        }
+        public static func == (a: NATStatus, b: NATStatus) -> Bool {
+            a.publicEndpoint == b.publicEndpoint && a.mapping == b.mapping && a.stunServers == b.stunServers && a.offersRelay == b.offersRelay
+                && a.relayedPairs == b.relayedPairs && a.relayedPackets == b.relayedPackets && a.relayDrops.elementsEqual(b.relayDrops, by: ==)
+        }
+    }
 
     public init(version: String, mode: String, modeReason: String, interface: String, listenPort: UInt16, controlPort: UInt16,
                 identity: IdentityPublicKey, wireGuardKey: String, addresses: [String], trustOpen: Bool, trustedKeys: Int,
-                members: [MemberLine], drops: [(String, UInt64)], engine: DeviceStatistics? = nil) {
+                members: [MemberLine], drops: [(String, UInt64)], engine: DeviceStatistics? = nil, nat: NATStatus? = nil) {
         self.version = version; self.mode = mode; self.modeReason = modeReason; self.interface = interface
         self.listenPort = listenPort; self.controlPort = controlPort; self.identity = identity; self.wireGuardKey = wireGuardKey
         self.addresses = addresses; self.trustOpen = trustOpen; self.trustedKeys = trustedKeys
-        self.members = members; self.drops = drops; self.engine = engine
+        self.members = members; self.drops = drops; self.engine = engine; self.nat = nat
     }
 
     /// Members per state, in a fixed order.
@@ -80,6 +102,11 @@ public struct StatusReport: Sendable {
         t += trustOpen ? "trust:      OPEN (--open: authorized_keys/ not enforced)\n" : "trust:      \(trustedKeys) key(s) in authorized_keys/\n"
         t += "members:    \(counts.filter { $0.1 > 0 }.map { "\($0.1) \($0.0)" }.joined(separator: ", ").nonEmpty ?? "none")\n"
         t += "peers:      \(peerCount)\n"
+        if let n = nat {
+            t += "nat:        public \(n.publicEndpoint?.description ?? "unknown"), mapping \(n.mapping)\(n.stunServers == 0 ? " (no STUN servers)" : "")\n"
+            t += "relay:      \(n.offersRelay ? "offered; \(n.relayedPairs) pair(s), \(n.relayedPackets) packet(s) forwarded" : "not offered")"
+            t += n.relayDrops.isEmpty ? "\n" : "; dropped " + n.relayDrops.map { "\($0.0) \($0.1)" }.joined(separator: ", ") + "\n"
+        }
         if !members.isEmpty {
             t += "\n" + table(now: now)
         }
@@ -181,6 +208,21 @@ public struct StatusReport: Sendable {
                 }
             } else {
                 o.nullField("engine")
+            }
+            if let n = nat {
+                o.key("nat")
+                o.object {
+                    if let e = n.publicEndpoint { o.field("publicEndpoint", e.description) } else { o.nullField("publicEndpoint") }
+                    o.field("mapping", n.mapping)
+                    o.field("stunServers", n.stunServers)
+                    o.field("offersRelay", n.offersRelay)
+                    o.field("relayedPairs", n.relayedPairs)
+                    o.field("relayedPackets", Int(clamping: n.relayedPackets))
+                    o.key("relayDrops")
+                    o.object { for (r, c) in n.relayDrops { o.field(r, Int(clamping: c)) } }
+                }
+            } else {
+                o.nullField("nat")
             }
         }
         return o.text + "\n"

@@ -78,6 +78,10 @@ public struct SWIMMembership: Sendable {
     private var nextRejoinAt: Instant
     private var sequence: UInt32
     private var answered: [AnsweredExchange: Instant] = [:]
+    /// Where to send to a member instead of the endpoint in its alive update:
+    /// the address it was last heard from (a member behind a NAT is reachable
+    /// at its mapping toward us, not at what it advertises). Set by the owner.
+    private var routes: [Bytes32: Endpoint] = [:]
     private var outbox: [(SWIMPacket, Endpoint)] = []
     private var outboxHead = 0
     private var eventQueue: [MembershipEvent] = []
@@ -206,6 +210,13 @@ public struct SWIMMembership: Sendable {
         nextRejoinAt = now + config.joinRetryInterval
     }
 
+    /// Exchanges the full state with `endpoint` now (anti-entropy on demand:
+    /// when a member we hear from names one we do not know yet).
+    public mutating func synchronize(with endpoint: Endpoint) {
+        guard !hasLeft, endpoint != self.endpoint else { return }
+        sendPushPull(to: endpoint, exchange: nil, isJoin: false)
+    }
+
     /// Leaves gracefully: gossips `left` (to gossipNodes members at once, then
     /// in gossip rounds until its retransmit limit); answers nothing any more.
     /// Done when `nextDeadline()` is nil.
@@ -229,6 +240,12 @@ public struct SWIMMembership: Sendable {
         setIncarnation(incarnation + 1)
         broadcasts.enqueue(aliveSelf)
     }
+
+    /// Sends to `member` at `endpoint` from now on (nil: its advertised endpoint again).
+    public mutating func setRoute(_ member: Bytes32, _ endpoint: Endpoint?) { routes[member] = endpoint }
+
+    /// Where messages to the member in `slot` go.
+    private func address(_ slot: Int) -> Endpoint { routes[table[slot].id] ?? table[slot].endpoint }
 
     /// Handles one received message. Piggybacked updates are applied first, so
     /// an answer (an ack) already carries any refutation they caused.
@@ -256,7 +273,7 @@ public struct SWIMMembership: Sendable {
             relays[s] = IndirectProbe(requester: source, requesterSequence: seq,
                                       nackAt: wantNack ? now + config.indirectNackDelay : nil,
                                       expiresAt: now + config.probeInterval)
-            send(.ping(sequence: s, target: target), to: targetEndpoint)
+            send(.ping(sequence: s, target: target), to: routes[target] ?? targetEndpoint)
         case .gossip:
             break
         case .pushPull(let pp):
@@ -316,7 +333,7 @@ public struct SWIMMembership: Sendable {
         if now >= nextPushPullAt {
             nextPushPullAt = now + Scaling.pushPullInterval(config.pushPullInterval, members: clusterSize)
             if let peer = randomMembers(1, where: { $0.status == .alive }).first {
-                sendPushPull(to: table[peer].endpoint, exchange: nil, isJoin: false)
+                sendPushPull(to: address(peer), exchange: nil, isJoin: false)
             }
         }
         if now >= nextRejoinAt { rejoin(now: now) }
@@ -336,16 +353,16 @@ public struct SWIMMembership: Sendable {
         // Buddy system: a suspect learns it is suspected from the probe itself and can refute in its ack.
         var first: [GossipUpdate] = []
         if m.status == .suspect { first = [.suspect(member: target, incarnation: m.incarnation, from: id)] }
-        send(.ping(sequence: seq, target: target), to: m.endpoint, first: first)
+        send(.ping(sequence: seq, target: target), to: address(slot), first: first)
     }
 
     private mutating func sendIndirectProbes(_ p: inout Probe) {
         p.indirectSent = true
         guard let target = table.slot(of: p.target) else { return }
-        let targetEndpoint = table[target].endpoint
+        let targetEndpoint = address(target)
         let relays = randomMembers(config.indirectChecks, where: { $0.id != p.target && $0.status == .alive })
         for r in relays {
-            send(.pingReq(sequence: p.sequence, target: p.target, targetEndpoint: targetEndpoint, wantNack: true), to: table[r].endpoint)
+            send(.pingReq(sequence: p.sequence, target: p.target, targetEndpoint: targetEndpoint, wantNack: true), to: address(r))
         }
         counters.indirectProbes += relays.count
         p.expectedNacks = relays.count
@@ -423,7 +440,7 @@ public struct SWIMMembership: Sendable {
             let budget = config.maxMessageSize - SWIMPacket.headerSize
             let updates = broadcasts.take(budget: budget, limit: retransmitLimit)
             if updates.isEmpty { break }
-            emit(SWIMPacket(sender: id, message: .gossip, updates: updates), to: table[t].endpoint)
+            emit(SWIMPacket(sender: id, message: .gossip, updates: updates), to: address(t))
         }
     }
 
@@ -481,7 +498,7 @@ public struct SWIMMembership: Sendable {
         if !down.isEmpty {
             let dead = table.indices.filter { table[$0].status == .dead }
             if let d = dead.randomElement(using: &rng) {
-                sendPushPull(to: table[d].endpoint, exchange: nil, isJoin: true)
+                sendPushPull(to: address(d), exchange: nil, isJoin: true)
             }
         }
     }

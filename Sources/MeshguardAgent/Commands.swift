@@ -35,7 +35,7 @@ struct MeshguardAgentCommand: ParsableCommand {
           meshguard-agent status                       what the running agent is doing (--json for tools)
         """,
         version: version,
-        subcommands: [Up.self, Status.self, Peers.self, Down.self, Keygen.self, Export.self, ShowIdentity.self, Trust.self, Revoke.self, Trusted.self, WireGuardCommand.self, Debug.self]
+        subcommands: [Up.self, Status.self, Netcheck.self, Peers.self, Down.self, Keygen.self, Export.self, ShowIdentity.self, Trust.self, Revoke.self, Trusted.self, WireGuardCommand.self, Debug.self]
     )
 }
 

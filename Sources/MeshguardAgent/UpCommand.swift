@@ -46,6 +46,10 @@ struct Up: ParsableCommand {
     @Option(name: .customLong("peers"), help: ArgumentHelp("Static peers file (default <config-dir>/static-peers).", valueName: "file")) var peersFile: String?
     @Option(name: .customLong("seed"), help: ArgumentHelp("A seed to join the mesh through (repeatable): 192.0.2.1:51821, [2001:db8::1]:51821, host:port or dns:domain.", valueName: "seed"))
     var seeds: [String] = []
+    @Option(name: .customLong("stun-server"), help: ArgumentHelp("A STUN server to learn this node's public address and NAT kind from (repeatable; two or more tell the NAT kind): stun.example.com:3478, 192.0.2.1:3478.", valueName: "host:port"))
+    var stunServers: [String] = []
+    @Option(help: "Relay WireGuard for members that cannot reach each other: auto (when this node has a public address), on or off (default auto).")
+    var relay: RelayPolicy?
     @Option(name: .customLong("control-port"), help: "Control-plane UDP port in kernel mode (default 51821; userspace mode shares the WireGuard port).")
     var controlPort: UInt16?
     @Option(name: .customLong("advertise"), help: ArgumentHelp("The address other members reach this node at (default: the route toward the first seed).", valueName: "ip"))
@@ -64,6 +68,7 @@ struct Up: ParsableCommand {
         if let i = interfaceName, let problem = Up.interfaceProblem(i) { throw ValidationError(problem) }
         if let m = mtu, !(1280...65535).contains(m) { throw ValidationError("--mtu must be between 1280 and 65535") }
         for s in seeds where Seed(s) == nil { throw ValidationError(Up.seedProblem(s)) }
+        for s in stunServers where STUNServerSpec(s) == nil { throw ValidationError(STUNServerSpec.problem(s)) }
         if let a = advertise, IPAddress(a) == nil { throw ValidationError("--advertise: '\(a)' is not an IP address") }
         if let c = configFile, c.isEmpty { throw ValidationError("--config must not be empty") }
         if let m = metricsAddress, Endpoint(m) == nil { throw ValidationError(Up.metricsProblem(m)) }
@@ -92,6 +97,8 @@ struct Up: ParsableCommand {
         var listenPort: UInt16?
         var controlPort: UInt16
         var seeds: [String]
+        var stunServers: [String]
+        var relay: RelayPolicy
         var advertise: String?
         var peersFile: String?
         var runtimeDir: String
@@ -121,6 +128,9 @@ struct Up: ParsableCommand {
         // Values the file's grammar cannot check alone.
         if let f, let i = f.string("interface"), let problem = Up.interfaceProblem(i) { throw CLIError(f.error("interface", problem).description) }
         for s in f?.strings("seeds") ?? [] where Seed(s) == nil { throw CLIError(f!.error("seeds", Up.seedProblem(s)).description) }
+        for s in f?.strings("stun-servers") ?? [] where STUNServerSpec(s) == nil {
+            throw CLIError(f!.error("stun-servers", STUNServerSpec.problem(s)).description)
+        }
         if let f, let a = f.string("advertise"), IPAddress(a) == nil { throw CLIError(f.error("advertise", "'\(a)' is not an IP address").description) }
         if let f, let m = f.string("metrics-address"), Endpoint(m) == nil { throw CLIError(f.error("metrics-address", Up.metricsProblem(m)).description) }
         let fileMode = f?.string("mode").flatMap(DataPlaneMode.init(rawValue:))
@@ -131,6 +141,8 @@ struct Up: ParsableCommand {
             listenPort: listenPort ?? f?.integer("listen-port").map { UInt16($0) },
             controlPort: controlPort ?? f?.integer("control-port").map { UInt16($0) } ?? 51821,
             seeds: seeds.isEmpty ? f?.strings("seeds") ?? [] : seeds,
+            stunServers: stunServers.isEmpty ? f?.strings("stun-servers") ?? [] : stunServers,
+            relay: relay ?? f?.string("relay").flatMap(RelayPolicy.init(rawValue:)) ?? .auto,
             advertise: advertise ?? f?.string("advertise"),
             peersFile: peersFile ?? f?.string("peers-file"),
             runtimeDir: runtime.runtimeDir ?? runtime.environmentPath ?? f?.string("runtime-dir") ?? "/run/meshguard",
@@ -179,7 +191,8 @@ struct Up: ParsableCommand {
         for p in staticPeers + gossip {
             if byKey[p.key] == nil { order.append(p.key) }
             let routed = p.routed || (byKey[p.key]?.routed ?? false)   // a static peer is always routed
-            byKey[p.key] = MeshPeerState(key: p.key, endpoint: p.endpoint ?? byKey[p.key]?.endpoint, routed: routed)
+            byKey[p.key] = MeshPeerState(key: p.key, endpoint: p.endpoint ?? byKey[p.key]?.endpoint,
+                                         persistentKeepalive: p.persistentKeepalive ?? byKey[p.key]?.persistentKeepalive, routed: routed)
         }
         return order.map { byKey[$0]! }
     }
@@ -303,6 +316,7 @@ struct Up: ParsableCommand {
                 ("control-port", fresh.controlPort != settings.controlPort), ("advertise", fresh.advertise != settings.advertise),
                 ("runtime-dir", fresh.runtimeDir != settings.runtimeDir), ("admin-group", fresh.adminGroup != settings.adminGroup),
                 ("metrics-address", fresh.metricsAddress != settings.metricsAddress), ("open", fresh.open != settings.open),
+                ("stun-servers", fresh.stunServers != settings.stunServers), ("relay", fresh.relay != settings.relay),
             ]
             for (key, changed) in needRestart where changed {
                 Terminal.warn("'\(key)' changed; it applies when the agent restarts")
@@ -355,13 +369,34 @@ struct Up: ParsableCommand {
         let node: MeshNode
         do {
             node = try MeshNode(identity: identity, controlEndpoint: Endpoint(here, port: ctlPort),
-                                wireGuardEndpoints: [Endpoint(here, port: port)], kernelMode: plane.mode == .kernel, trust: trust, open: settings.open,
+                                wireGuardEndpoints: [Endpoint(here, port: port)], kernelMode: plane.mode == .kernel, trust: trust, open: settings.open, relay: settings.relay,
                                 epoch: UInt64(wall.seconds) * 1000 + UInt64(wall.nanoseconds / 1_000_000),
                                 seed: UInt64.random(in: .min ... .max), now: MonotonicClock.now())
         } catch {
             plane.close()
             throw CLIError("cannot start membership: \(error)")
         }
+        // NAT traversal: STUN on the control socket (answers come back on it), a relay when offered.
+        let stunEndpoints = settings.stunServers.compactMap { text -> Endpoint? in
+            guard let spec = STUNServerSpec(text) else { return nil }
+            guard let e = Netcheck.resolve(spec) else { Terminal.warn("STUN server \(text) does not resolve; skipped"); return nil }
+            return e
+        }
+        var stun = STUNClient(servers: stunEndpoints, localEndpoint: Endpoint(here, port: ctlPort),
+                              random: SeededRandom(seed: UInt64.random(in: .min ... .max)), now: MonotonicClock.now())
+        if !stunEndpoints.isEmpty { stun.start(now: MonotonicClock.now()) }
+        var relayForwarder: RelayForwarder?
+        if settings.relay != .off {
+            do {
+                let r = try RelayForwarder(capacity: 256)
+                r.start()
+                relayForwarder = r
+                node.relayServer = r
+            } catch {
+                Terminal.warn("cannot start the relay: \(error); this node will not relay")
+            }
+        }
+        var nextRelayExpiry = MonotonicClock.now() + .seconds(10)
         membershipTrustChanged = { node.setTrust($0) }
         var currentSeeds = seedList
         membershipSeedsChanged = { seeds in
@@ -378,8 +413,17 @@ struct Up: ParsableCommand {
         func applyMembership() {
             guard node.generation != appliedGeneration else { return }
             appliedGeneration = node.generation
+            let before = Dictionary(peers.map { ($0.key, $0.endpoint) }, uniquingKeysWith: { a, _ in a })
             peers = Up.merge(staticPeers, node.peers)
             do {
+                // A peer across a NAT whose endpoint moved (punched, relayed, back to direct): turn its
+                // persistent keepalive off and on, which makes both engines send at once, so the new
+                // path (a NAT mapping, a relay port) opens now rather than at the next keepalive.
+                let moved = Set(peers.filter { p in p.persistentKeepalive != nil && before[p.key] != nil && before[p.key]! != p.endpoint }.map(\.key))
+                if !moved.isEmpty {
+                    let quiet = peers.map { p in moved.contains(p.key) ? MeshPeerState(key: p.key, endpoint: p.endpoint, persistentKeepalive: nil, routed: p.routed) : p }
+                    try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: quiet))
+                }
                 let change = try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
                 if !change.peers.isEmpty {
                     Terminal.info("membership: \(change.peers.count) peer change(s), \(peers.count) peer(s) configured")
@@ -391,7 +435,21 @@ struct Up: ParsableCommand {
         var contact = false
         var eventCounts: [String: UInt64] = [:]
         func pump(_ now: Instant) {
-            for (bytes, from) in transport.receiveAll() { node.receive(bytes, from: from, now: now) }
+            for (bytes, from) in transport.receiveAll() {
+                // STUN answers share the control port; everything else is an envelope (or dropped and counted).
+                if bytes.first.map({ $0 & 0xC0 == 0 }) == true, stun.receive(bytes, from: from, now: now) { continue }
+                node.receive(bytes, from: from, now: now)
+            }
+            stun.handleTimers(now: now)
+            if stun.takeChanges() {
+                node.setNAT(reflexive: stun.reflexive, mapping: stun.mapping, now: now)
+                Terminal.info("nat: public endpoint \(stun.reflexive?.description ?? "unknown"), mapping \(stun.mapping.rawValue)\(node.offersRelay ? "; offering to relay" : "")")
+            }
+            while let (bytes, to) = stun.pollTransmit() { transport.send(bytes, to: to) }
+            if let r = relayForwarder, now >= nextRelayExpiry {
+                nextRelayExpiry = now + .seconds(10)
+                r.expire(now: now)
+            }
             if !contact, !node.members.isEmpty {
                 contact = true
                 Terminal.info("membership: first contact; \(node.members.count) member(s) known")
@@ -435,8 +493,15 @@ struct Up: ParsableCommand {
             func line(_ key: IdentityPublicKey, state: String) -> StatusReport.MemberLine {
                 let p = configured[key]
                 let s = snapshot.first { $0.publicKey == key.wireGuardPublicKey }
+                let path: String
+                switch node.path(to: key.raw) {
+                case .direct: path = "direct"
+                case .trying: path = "trying"
+                case .relayed(let via): path = "relayed via " + ((try? IdentityPublicKey(raw: via)).map { trust.name(of: $0) ?? $0.abbreviated } ?? "?")
+                case .unknown: path = state == "static" ? "static" : "-"
+                }
                 return StatusReport.MemberLine(name: trust.name(of: key), identity: key, state: state, endpoint: s?.endpoint ?? p?.endpoint,
-                                               routed: p?.routed ?? false, configured: p != nil, latestHandshake: s?.lastHandshake,
+                                               path: path, routed: p?.routed ?? false, configured: p != nil, latestHandshake: s?.lastHandshake,
                                                receivedBytes: s?.receivedBytes ?? 0, transmittedBytes: s?.transmittedBytes ?? 0)
             }
             for m in node.members {
@@ -449,7 +514,11 @@ struct Up: ParsableCommand {
                                 listenPort: port, controlPort: ctlPort, identity: identity.publicKey,
                                 wireGuardKey: identity.wireGuardPublicKey.base64, addresses: addresses.map(\.description),
                                 trustOpen: settings.open, trustedKeys: trust.count, members: lines,
-                                drops: node.drops.map { ($0.key.rawValue, $0.value) }.sorted { $0.0 < $1.0 }, engine: plane.statistics)
+                                drops: node.drops.map { ($0.key.rawValue, $0.value) }.sorted { $0.0 < $1.0 }, engine: plane.statistics,
+                                nat: StatusReport.NATStatus(publicEndpoint: stun.reflexive, mapping: stun.mapping.rawValue, stunServers: stunEndpoints.count,
+                                                            offersRelay: node.offersRelay && relayForwarder != nil,
+                                                            relayedPairs: relayForwarder?.allocations ?? 0, relayedPackets: relayForwarder?.forwarded.packets ?? 0,
+                                                            relayDrops: (relayForwarder?.drops ?? [:]).map { ($0.key.rawValue, $0.value) }.sorted { $0.0 < $1.0 }))
         }
         /// Answers every waiting control connection; true when one asked the agent to go down.
         func serveControl() -> Bool {
@@ -486,6 +555,7 @@ struct Up: ParsableCommand {
                 let now = MonotonicClock.now()
                 var timeout: Duration = .seconds(1)
                 if let d = node.nextDeadline() { timeout = min(timeout, max(.zero, d - now)) }
+                if let d = stun.nextDeadline() { timeout = min(timeout, max(.zero, d - now)) }
                 if let w = systemd?.watchdogInterval { timeout = min(timeout, max(.zero, lastWatchdog + w - now)) }
                 if systemd != nil, !isReady { timeout = min(timeout, max(.zero, readyBy - now)) }
                 guard (try? poller.wait(timeout: timeout)) != nil else { break }
@@ -525,6 +595,7 @@ struct Up: ParsableCommand {
         let group = ServiceGroup(configuration: .init(
             services: [
                 .init(service: DataPlaneService(close: {
+                    relayForwarder?.close()
                     plane.close()
                     control.close()
                     metrics?.close()
@@ -545,6 +616,7 @@ struct Up: ParsableCommand {
 }
 
 extension DataPlaneMode: ExpressibleByArgument {}
+extension RelayPolicy: ExpressibleByArgument {}
 
 extension String {
     func trimmingSpaces() -> String {

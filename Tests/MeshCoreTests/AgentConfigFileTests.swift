@@ -64,6 +64,7 @@ import Testing
         ("open = \"true\"", 1, "'open' must be true or false (not a string)"),
         ("seeds = \"192.0.2.1:51821\"", 1, "'seeds' must be an array of non-empty strings, e.g. seeds = ["),
         ("seeds = [1, 2]", 1, "'seeds' must be an array of non-empty strings"),
+        ("stun-servers = \"192.0.2.1:3478\"", 1, "'stun-servers' must be an array of non-empty strings, e.g. stun-servers = [\"stun.example.com:3478\""),
         ("interface = \"\"", 1, "'interface' must be a non-empty string"),
         ("mtu = 1420\nmtu = 1380", 2, "'mtu' is set twice (first on line 1); keep one"),
         ("[agent]\nmtu = 1420", 1, "tables ([section]) are not used"),

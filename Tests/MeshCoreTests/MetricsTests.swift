@@ -40,7 +40,15 @@ import MeshWireGuard
         #expect(lines.contains("meshguard_membership_events_total{event=\"dead\"} 1") && lines.contains("meshguard_membership_events_total{event=\"joined\"} 2"))
         // Every family announced once, before its samples.
         let families = lines.filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }
-        #expect(families.count == 9 && Set(families).count == 9)
+        #expect(families.count == 10 && Set(families).count == 10)
+        #expect(lines.contains("meshguard_peer_paths{path=\"direct\"} 2"))
+        var r3 = r
+        r3.members[0].path = "relayed via n1"
+        r3.nat = .init(publicEndpoint: nil, mapping: "endpoint-dependent", stunServers: 2, offersRelay: true, relayedPairs: 3, relayedPackets: 99)
+        let natLines = Metrics.render(r3, events: [:]).split(separator: "\n").map(String.init)
+        #expect(natLines.contains("meshguard_peer_paths{path=\"relayed\"} 1"))
+        #expect(natLines.contains("meshguard_nat_mapping{mapping=\"endpoint-dependent\"} 1") && natLines.contains("meshguard_nat_mapping{mapping=\"none\"} 0"))
+        #expect(natLines.contains("meshguard_relay_pairs 3") && natLines.contains("meshguard_relay_forwarded_packets_total 99"))
         for l in lines where !l.hasPrefix("#") {
             let name = l.split(whereSeparator: { $0 == "{" || $0 == " " })[0]
             #expect(families.contains(name), "\(l)")

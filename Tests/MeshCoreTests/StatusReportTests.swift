@@ -54,12 +54,18 @@ import MeshWireGuard
         #expect(j.contains("{\"name\":null,"))
         #expect(j.contains("\"endpoint\":null,"))
         #expect(j.contains("\"latestHandshake\":null,"))
-        #expect(j.hasSuffix("\"drops\":{\"badSignature\":3,\"replayed\":1},\"engine\":null}\n"))
+        #expect(j.hasSuffix("\"drops\":{\"badSignature\":3,\"replayed\":1},\"engine\":null,\"nat\":null}\n"))
         var withEngine = report()
         var stats = DeviceStatistics()
         stats.handshakeInitiationsSent = 2; stats.sessionsDerived = 1; stats.drops[.noRoute] = 5
         withEngine.engine = stats
-        #expect(withEngine.json(now: now).hasSuffix(",\"engine\":{\"handshakeInitiationsSent\":2,\"handshakeResponsesSent\":0,\"cookieRepliesSent\":0,\"sessionsDerived\":1,\"drops\":{\"no-route\":5}}}\n"))
+        #expect(withEngine.json(now: now).hasSuffix(",\"engine\":{\"handshakeInitiationsSent\":2,\"handshakeResponsesSent\":0,\"cookieRepliesSent\":0,\"sessionsDerived\":1,\"drops\":{\"no-route\":5}},\"nat\":null}\n"))
+        var withNAT = report()
+        withNAT.nat = .init(publicEndpoint: Endpoint("198.51.100.11:51821"), mapping: "endpoint-independent", stunServers: 2,
+                            offersRelay: false, relayedPairs: 0, relayedPackets: 0)
+        #expect(withNAT.json(now: now).hasSuffix(",\"nat\":{\"publicEndpoint\":\"198.51.100.11:51821\",\"mapping\":\"endpoint-independent\",\"stunServers\":2,\"offersRelay\":false,\"relayedPairs\":0,\"relayedPackets\":0,\"relayDrops\":{}}}\n"))
+        let text = withNAT.text(now: now)
+        #expect(text.contains("nat:        public 198.51.100.11:51821, mapping endpoint-independent\n") && text.contains("relay:      not offered\n"))
         // Balanced, no doubled or trailing commas.
         #expect(!j.contains(",,") && !j.contains(",}") && !j.contains(",]") && !j.contains("{,") && !j.contains("[,"))
         #expect(j.filter { $0 == "{" }.count == j.filter { $0 == "}" }.count)
