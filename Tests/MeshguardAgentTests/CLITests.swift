@@ -204,6 +204,11 @@ let thirdPub = "WzwJBpoH2Ms25ztijfWLsJ94IO/lg6yolQC0odscPFY="
         _ = try s.file("run2/control.sock", "")
         expectOneLineError(try agent(["status", "--json", "--runtime-dir", s.path + "/run2"]), contains: "no meshguard-agent is running")
         expectOneLineError(try agent(["up", "--admin-group"]), contains: "Missing value for '--admin-group", code: 64)
+        // NAT traversal flags.
+        expectOneLineError(try agent(["up", "--stun-server", "2001:db8::1"]), contains: "'2001:db8::1' is not a STUN server", code: 64)
+        expectOneLineError(try agent(["up", "--relay", "sometimes"]), contains: "--relay", code: 64)
+        expectOneLineError(try agent(["netcheck", "--stun-server", "stun.example.com:99999"]), contains: "is not a STUN server", code: 64)
+        expectOneLineError(try agent(["netcheck", "--config-dir", s.path + "/empty"]), contains: "netcheck: no STUN servers (give --stun-server host:port")
     }
 
     /// `up` reads <config-dir>/meshguard-agent.toml before it touches anything; a mistake names the file, the line and the fix.
@@ -221,6 +226,10 @@ let thirdPub = "WzwJBpoH2Ms25ztijfWLsJ94IO/lg6yolQC0odscPFY="
         expectOneLineError(try agent(["up", "--config-dir", s.path]), contains: "\(file):1: tables ([section]) are not used")
         expectOneLineError(try agent(["up", "--config-dir", s.path, "--config", s.path + "/missing.toml"]), contains: "missing.toml")
         expectOneLineError(try agent(["up", "--config", ""]), contains: "--config must not be empty", code: 64)
+        _ = try s.file("meshguard-agent.toml", "stun-servers = [\"192.0.2.1:3478\", \"[2001:db8::1]3478\"]\n")
+        expectOneLineError(try agent(["up", "--config-dir", s.path]), contains: "\(file):1: '[2001:db8::1]3478' is not a STUN server")
+        _ = try s.file("meshguard-agent.toml", "relay = \"maybe\"\n")
+        expectOneLineError(try agent(["up", "--config-dir", s.path]), contains: "\(file):1:")
     }
 
     /// An unreadable configuration directory (run as an unprivileged user; CI runs as root).

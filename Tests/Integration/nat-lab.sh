@@ -1,0 +1,437 @@
+#!/usr/bin/env bash
+# NAT lab: five agents (userspace mode) on an emulated internet, four of them
+# in homes behind NAT routers that all use the same private subnet, one of
+# them (S) public: the seed and the relay. Checks what the agent learns from
+# STUN (netcheck), that forged or broken STUN answers are refused, how long
+# each pair takes to its first ping, and which path each pair ends up on:
+# punched directly through two endpoint-independent NATs, relayed through S
+# when an endpoint-dependent NAT is in the way.
+#
+#   ns pub: bridge br0 = the internet 198.51.100.0/24
+#           coturn STUN on 198.51.100.1 and .2, port 3478 (RFC 5780: also :3479)
+#           a fake, hostile STUN server on 198.51.100.4:3478
+#   ns S:   198.51.100.3                               (no NAT: seed and relay)
+#   ns hX:  192.168.1.2/24 ── lan 192.168.1.1 │ rX │ wan 198.51.100.1N ── br0
+#           A (.11), B (.12): endpoint-independent NAT (nft masquerade)
+#           C (.13), D (.14): endpoint-dependent NAT   (nft masquerade fully-random)
+#           every router drops unsolicited inbound (ct state new,invalid on wan),
+#           as real CPE does; without that, Linux conntrack breaks hole punching.
+#
+# The lab's own plumbing is checked first, without the agent: a plain python3
+# STUN client sees the expected mappings, a python3 hole punch works between
+# hA and hB and fails between hC and hD, S is reachable from every home and
+# no router lets unsolicited traffic in.
+#
+# Benchmark: NAT_LAB_RUNS=N (default 1) restarts the five agents N times and
+# prints the median and maximum time to first ping per kind of pair.
+# NAT_LAB_PING_LIMIT=S (default 60) is how long a pair may take to its first ping.
+source "$(dirname "$0")/lib.sh"
+need ip wg ping python3 nft turnserver conntrack timeout
+[[ -x $AGENT ]] || { echo "FAIL: $AGENT not built"; exit 1; }
+RUNS=${NAT_LAB_RUNS:-1}
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "FAIL: NAT_LAB_RUNS must be a positive integer, not '$RUNS'"; exit 1; }
+[[ ${NAT_LAB_PING_LIMIT:-60} =~ ^[1-9][0-9]*$ ]] || { echo "FAIL: NAT_LAB_PING_LIMIT must be a positive number of seconds"; exit 1; }
+PING_LIMIT_MS=$(( ${NAT_LAB_PING_LIMIT:-60} * 1000 ))   # how long a pair may take to its first ping
+start_ms=$(date +%s%3N)
+now_ms() { date +%s%3N; }
+tmp=$(mktemp -d /tmp/mg-natlab.XXXXXX)
+trap 'cleanup; rm -rf "$tmp"' EXIT
+
+PUB=mgnat-pub-$RUN
+declare -A NS=([S]=mgnat-S-$RUN) ROUTER=() WAN=([A]=198.51.100.11 [B]=198.51.100.12 [C]=198.51.100.13 [D]=198.51.100.14)
+declare -A NAT=([A]=eim [B]=eim [C]=edm [D]=edm)
+HOMES=(A B C D)
+NODES=(S A B C D)
+S_IP=198.51.100.3
+STUN1=198.51.100.1:3478 STUN2=198.51.100.2:3478
+FAKE=198.51.100.4:3478
+for h in "${HOMES[@]}"; do NS[$h]=mgnat-h$h-$RUN; ROUTER[$h]=mgnat-r$h-$RUN; done
+
+# ---------------------------------------------------------------- topology
+netns "$PUB"
+ip -n "$PUB" link add br0 type bridge
+ip -n "$PUB" link set br0 up
+for a in 198.51.100.1 198.51.100.2 198.51.100.4; do ip -n "$PUB" addr add "$a/24" dev br0; done
+# uplink NS IFNAME PORT ADDR: a veth from NS (named IFNAME there) to the bridge
+# (named PORT in pub). Both ends are created inside their namespaces, so the
+# names never clash with a concurrent run in the root namespace.
+uplink() {
+    ip link add "$2" netns "$1" type veth peer name "$3" netns "$PUB"
+    ip -n "$PUB" link set "$3" master br0 up
+    ip -n "$1" addr add "$4/24" dev "$2"
+    ip -n "$1" link set "$2" up
+}
+netns "${NS[S]}"
+uplink "${NS[S]}" eth0 pS "$S_IP"
+for h in "${HOMES[@]}"; do
+    r=${ROUTER[$h]} n=${NS[$h]}
+    netns "$r"; netns "$n"
+    uplink "$r" wan "p$h" "${WAN[$h]}"
+    ip link add lan netns "$r" type veth peer name eth0 netns "$n"
+    ip -n "$r" addr add 192.168.1.1/24 dev lan; ip -n "$r" link set lan up
+    ip -n "$n" addr add 192.168.1.2/24 dev eth0; ip -n "$n" link set eth0 up
+    ip -n "$n" route add default via 192.168.1.1
+    ip netns exec "$r" sysctl -qw net.ipv4.ip_forward=1
+    masq=masquerade; [[ ${NAT[$h]} == edm ]] && masq="masquerade fully-random"
+    # Chain names: not `fwd` (an nft keyword). `fully-random` is nft's spelling.
+    ip netns exec "$r" nft -f - <<NFT
+table ip natlab {
+  chain natpost { type nat hook postrouting priority srcnat; policy accept; oifname "wan" $masq; }
+  chain natinput { type filter hook input priority filter; policy accept; iifname "wan" ct state new,invalid drop; }
+  chain natforward { type filter hook forward priority filter; policy accept; iifname "wan" ct state new,invalid drop; }
+}
+NFT
+done
+
+# ---------------------------------------------------------------- helpers (python3)
+cat > "$tmp/stunlab.py" <<'PY'
+# stunlab.py map LPORT SERVER...          mapped address per server, one socket
+# stunlab.py punch NAME PEER LPORT RDV STUNSERVER   rendezvous by file, then punch
+# stunlab.py fake IP PORT ALTPORT LOG     a hostile STUN server (see below)
+import os, socket, struct, sys, time, zlib
+COOKIE = 0x2112A442
+def addr(s): h, p = s.rsplit(":", 1); return (h, int(p))
+def fingerprint(m):
+    m = bytearray(m); m[2:4] = struct.pack("!H", len(m) - 20 + 8)
+    return bytes(m) + struct.pack("!HHI", 0x8028, 4, (zlib.crc32(bytes(m)) ^ 0x5354554E) & 0xFFFFFFFF)
+def request(txid): return fingerprint(struct.pack("!HHI", 0x0001, 0, COOKIE) + txid)
+def success(txid, ip, port):
+    xa = struct.pack("!BBH", 0, 1, port ^ 0x2112) + struct.pack("!I", struct.unpack("!I", socket.inet_aton(ip))[0] ^ COOKIE)
+    body = struct.pack("!HH", 0x0020, len(xa)) + xa
+    return fingerprint(struct.pack("!HHI", 0x0101, len(body), COOKIE) + txid + body)
+def mapped(data, txid):
+    if len(data) < 20 or data[8:20] != txid: return None
+    i = 20
+    while i + 4 <= len(data):
+        t, l = struct.unpack("!HH", data[i:i+4]); v = data[i+4:i+4+l]
+        if t == 0x0020:
+            port = struct.unpack("!H", v[2:4])[0] ^ 0x2112
+            ip = struct.unpack("!I", v[4:8])[0] ^ COOKIE
+            return socket.inet_ntoa(struct.pack("!I", ip)), port
+        i += 4 + l + ((4 - l % 4) % 4)
+    return None
+def stun(s, server):
+    txid = os.urandom(12)
+    for _ in range(10):
+        s.sendto(request(txid), server)
+        end = time.time() + 0.3
+        while time.time() < end:
+            try: data, src = s.recvfrom(2048)
+            except socket.timeout: break
+            m = mapped(data, txid) if src == server else None
+            if m: return m
+    return None
+cmd = sys.argv[1]
+if cmd == "map":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[2]))); s.settimeout(0.3)
+    ok = True
+    for srv in sys.argv[3:]:
+        m = stun(s, addr(srv))
+        print(f"{srv} {m[0]}:{m[1]}" if m else f"{srv} none"); ok = ok and m is not None
+    sys.exit(0 if ok else 1)
+if cmd == "punch":
+    name, peer, lport, rdv, srv = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], addr(sys.argv[6])
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", lport)); s.settimeout(0.2)
+    m = stun(s, srv)
+    if not m: print(f"{name}: no STUN answer"); sys.exit(2)
+    open(f"{rdv}/{name}.tmp", "w").write(f"{m[0]} {m[1]}"); os.rename(f"{rdv}/{name}.tmp", f"{rdv}/{name}")
+    deadline = time.time() + 10
+    while not os.path.exists(f"{rdv}/{peer}"):
+        if time.time() > deadline: print(f"{name}: no rendezvous"); sys.exit(2)
+        time.sleep(0.05)
+    pip, pport = open(f"{rdv}/{peer}").read().split(); paddr = (pip, int(pport))
+    got = None; heard = 0; end = time.time() + 5
+    while time.time() < end:
+        s.sendto(f"punch from {name}".encode(), paddr)
+        try:
+            data, src = s.recvfrom(2048)
+            if data.startswith(b"punch from"):
+                got = got or (data.decode(), src); heard += 1
+                if heard > 5: break   # keep sending a little so the peer hears us too
+        except (socket.timeout, ConnectionRefusedError):
+            pass
+    print(f"{name} (mapped {m[0]}:{m[1]}) -> {pip}:{pport}: " + (f"OK, got '{got[0]}' from {got[1][0]}:{got[1][1]}" if got else "nothing received"))
+    sys.exit(0 if got else 1)
+if cmd == "fake":
+    # Every Binding request gets four answers, none of which a client may take:
+    # (a) garbage, (b) a well-formed success for another transaction, (c) the
+    # right answer cut short, (d) the right answer, well-formed with a correct
+    # FINGERPRINT, but from another source port (a spoofed source).
+    ip, port, alt, log = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((ip, port))
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.bind((ip, alt))
+    n = 0
+    while True:
+        data, src = s.recvfrom(2048)
+        if len(data) < 20 or data[0] & 0xC0 or struct.unpack("!I", data[4:8])[0] != COOKIE: continue
+        txid = data[8:20]; good = success(txid, src[0], src[1]); n += 1
+        with open(log, "a") as f: f.write(f"request {n} from {src[0]}:{src[1]}\n")
+        s.sendto(b"Garbage, not STUN at all" + os.urandom(16), src)
+        s.sendto(success(bytes(b ^ 0x5A for b in txid), src[0], src[1]), src)
+        s.sendto(good[:26], src)
+        a.sendto(good, src)
+PY
+# helper CMD...: a helper job; wait_bg waits for the helpers only (the agents and
+# the STUN servers are background jobs too, so a bare `wait` would never return).
+BG=()
+helper() { "$@" & BG+=($!); }
+wait_bg() { for p in "${BG[@]}"; do wait "$p" 2>/dev/null || true; done; BG=(); }
+
+# ---------------------------------------------------------------- STUN servers
+ip netns exec "$PUB" turnserver -n --stun-only --no-cli --no-tls --no-dtls \
+    -L 198.51.100.1 -L 198.51.100.2 -p 3478 --log-file=stdout --simple-log \
+    --pidfile="$tmp/turnserver.pid" --db="$tmp/turndb" >"$tmp/coturn.log" 2>&1 &
+PIDS+=($!)
+ip netns exec "$PUB" python3 "$tmp/stunlab.py" fake 198.51.100.4 3478 3479 "$tmp/fake.log" 2>"$tmp/fake.err" &
+PIDS+=($!)
+listening() { local l; l=$(ip netns exec "$PUB" ss -Huln); for a in "$@"; do grep -qF " $a " <<<"$l" || return 1; done; }
+for _ in $(seq 100); do
+    listening 198.51.100.1:3478 198.51.100.2:3478 198.51.100.1:3479 198.51.100.2:3479 198.51.100.4:3478 && break
+    sleep 0.1
+done
+check "coturn listens on 198.51.100.1/.2 ports 3478/3479, the fake STUN server on $FAKE" \
+    listening 198.51.100.1:3478 198.51.100.2:3478 198.51.100.1:3479 198.51.100.2:3479 198.51.100.4:3478
+
+# ---------------------------------------------------------------- the lab itself, without the agent
+echo "lab:"
+for n in S A C; do helper ip netns exec "${NS[$n]}" python3 "$tmp/stunlab.py" map 42000 "$STUN1" "$STUN2" >"$tmp/map.$n" 2>&1; done
+rdv1=$(mktemp -d "$tmp/rdv.XXXX") rdv2=$(mktemp -d "$tmp/rdv.XXXX")
+ip netns exec "${NS[A]}" python3 "$tmp/stunlab.py" punch A B 41000 "$rdv1" "$STUN1" >"$tmp/punch.A" 2>&1 & pa=$!
+ip netns exec "${NS[B]}" python3 "$tmp/stunlab.py" punch B A 41000 "$rdv1" "$STUN1" >"$tmp/punch.B" 2>&1 & pb=$!
+ip netns exec "${NS[C]}" python3 "$tmp/stunlab.py" punch C D 41000 "$rdv2" "$STUN1" >"$tmp/punch.C" 2>&1 & pc=$!
+ip netns exec "${NS[D]}" python3 "$tmp/stunlab.py" punch D C 41000 "$rdv2" "$STUN1" >"$tmp/punch.D" 2>&1 & pd=$!
+for h in "${HOMES[@]}"; do helper bash -c 'ip netns exec "$1" ping -c1 -W2 "$2" >/dev/null 2>&1 && echo ok >"$3"' _ "${NS[$h]}" "$S_IP" "$tmp/reach.$h"; done
+# Unsolicited inbound: S pings a router's wan address.
+helper bash -c 'ip netns exec "$1" ping -c1 -W1 "$2" >/dev/null 2>&1 && echo leak >"$3"' _ "${NS[S]}" "${WAN[A]}" "$tmp/leak.ping"
+rpa=0 rpb=0 rpc=0 rpd=0
+wait $pa || rpa=$?; wait $pb || rpb=$?; wait $pc || rpc=$?; wait $pd || rpd=$?
+wait_bg
+sed 's/^/    stun from S: /' "$tmp/map.S"; sed 's/^/    stun from hA: /' "$tmp/map.A"; sed 's/^/    stun from hC: /' "$tmp/map.C"
+cat "$tmp"/punch.? | sed 's/^/    punch: /'
+mapped_port() { awk -v s="$2" '$1 == s {print $2}' "$tmp/map.$1"; }
+check "lab: S is not behind NAT (STUN sees 198.51.100.3:42000 from both servers)" \
+    test "$(mapped_port S "$STUN1") $(mapped_port S "$STUN2")" = "198.51.100.3:42000 198.51.100.3:42000"
+check "lab: hA's NAT maps endpoint-independently, keeping the port (${WAN[A]}:42000 from both servers)" \
+    test "$(mapped_port A "$STUN1") $(mapped_port A "$STUN2")" = "${WAN[A]}:42000 ${WAN[A]}:42000"
+check "lab: hC's NAT maps endpoint-dependently (a different public port per server)" \
+    bash -c '[[ $1 == '"${WAN[C]}"':* && $2 == '"${WAN[C]}"':* && $1 != "$2" ]]' _ "$(mapped_port C "$STUN1")" "$(mapped_port C "$STUN2")"
+check "lab: a plain UDP hole punch works between hA and hB (both endpoint-independent)" test "$rpa$rpb" = 00
+check "lab: a plain UDP hole punch fails between hC and hD (both endpoint-dependent)" test "$rpc$rpd" = 11
+check "lab: S is reachable from every home" test "$(cat "$tmp"/reach.? 2>/dev/null | wc -l)" -eq 4
+check "lab: routers drop unsolicited inbound traffic (S cannot ping rA's wan address)" test ! -e "$tmp/leak.ping"
+
+# ---------------------------------------------------------------- identities: everyone trusts everyone
+for n in "${NODES[@]}"; do
+    "$AGENT" keygen --config-dir "$tmp/$n" >/dev/null
+    "$AGENT" export --config-dir "$tmp/$n" >"$tmp/$n.pub"
+done
+for n in "${NODES[@]}"; do for m in "${NODES[@]}"; do
+    [[ $n != "$m" ]] && "$AGENT" trust "$tmp/$m.pub" --name "$m" --config-dir "$tmp/$n" >/dev/null
+done; done
+declare -A V4 V6 KEY IFACE
+for n in "${NODES[@]}"; do
+    id=$("$AGENT" show-identity --config-dir "$tmp/$n")
+    V4[$n]=$(awk '/mesh ipv4/ {print $3}' <<<"$id")
+    V6[$n]=$(awk '/mesh ipv6/ {print $3}' <<<"$id")
+    KEY[$n]=$(awk '/wireguard/ {print $2}' <<<"$id")
+    IFACE[$n]=$(echo "mgn$n$RUN" | cut -c1-15)   # UAPI sockets are global: one name per node
+done
+
+# ---------------------------------------------------------------- 1. netcheck, before any agent runs
+netcheck() {  # NODE SERVER...: output in $tmp/netcheck.NODE.out, exit status in .rc
+    local n=$1 rc=0; shift
+    local args=(); for s in "$@"; do args+=(--stun-server "$s"); done
+    ip netns exec "${NS[$n]}" timeout 30 "$AGENT" netcheck "${args[@]}" --port 40000 >"$tmp/netcheck.$n.out" 2>&1 || rc=$?
+    echo "$rc" >"$tmp/netcheck.$n.rc"
+}
+for n in S A C; do helper netcheck "$n" "$STUN1" "$STUN2"; done
+wait_bg
+for n in S A C; do echo "netcheck in ${NS[$n]} (exit $(cat "$tmp/netcheck.$n.rc")):"; sed 's/^/    /' "$tmp/netcheck.$n.out"; done
+check "netcheck in hA: mapping:   endpoint-independent" grep -Eq '^mapping: +endpoint-independent( |$)' "$tmp/netcheck.A.out"
+check "netcheck in hA: public:    ${WAN[A]}:40000" grep -Eq "^public: +${WAN[A]//./\\.}:40000\$" "$tmp/netcheck.A.out"
+check "netcheck in hC: mapping:   endpoint-dependent" grep -Eq '^mapping: +endpoint-dependent( |$)' "$tmp/netcheck.C.out"
+check "netcheck in S: mapping:   none" grep -Eq '^mapping: +none( |$)' "$tmp/netcheck.S.out"
+check "netcheck exits 0 in hA, hC and S (a STUN server answered)" \
+    test "$(cat "$tmp/netcheck.A.rc")$(cat "$tmp/netcheck.C.rc")$(cat "$tmp/netcheck.S.rc")" = 000
+
+# ---------------------------------------------------------------- 2. forged and broken STUN answers
+rc=0
+ip netns exec "${NS[S]}" timeout 30 "$AGENT" netcheck --stun-server "$FAKE" >"$tmp/netcheck.fake.out" 2>&1 || rc=$?
+echo "netcheck against the fake STUN server $FAKE from S (exit $rc; $(cat "$tmp/fake.log" 2>/dev/null | wc -l) requests seen):"
+sed 's/^/    /' "$tmp/netcheck.fake.out"
+check "fake STUN: netcheck's requests reached the fake server" test -s "$tmp/fake.log"
+check "fake STUN: no answer taken (garbage, other transaction, truncated, spoofed source port)" \
+    grep -Eq "^stun: +${FAKE//./\\.} -> no answer" "$tmp/netcheck.fake.out"
+check "fake STUN: the refused answers are counted on a dropped: line" grep -Eq '^dropped: +[1-9][0-9]* STUN answers' "$tmp/netcheck.fake.out"
+check "fake STUN: netcheck exits 1, not by a signal (exit $rc)" test "$rc" -eq 1
+
+# ---------------------------------------------------------------- agents
+declare -A AGPID
+start_agents() {  # $1 = run number
+    # Each run starts with empty NAT tables: no mapping left over from the lab checks or the last run.
+    for r in "${ROUTER[@]}"; do ip netns exec "$r" conntrack -F >/dev/null 2>&1 || true; done
+    T0=$(now_ms)
+    for n in "${NODES[@]}"; do
+        local extra=(); [[ $n != S ]] && extra=(--seed "$S_IP:51821")
+        echo "=== run $1" >>"$tmp/$n.log"
+        ip netns exec "${NS[$n]}" "$AGENT" up --userspace --interface "${IFACE[$n]}" --config-dir "$tmp/$n" \
+            --runtime-dir "$tmp/run$n" --stun-server "$STUN1" --stun-server "$STUN2" "${extra[@]}" >>"$tmp/$n.log" 2>&1 &
+        AGPID[$n]=$!; PIDS+=($!)
+    done
+}
+stop_agents() {
+    for n in "${NODES[@]}"; do kill -TERM "${AGPID[$n]}" 2>/dev/null || true; done
+    for n in "${NODES[@]}"; do wait "${AGPID[$n]}" 2>/dev/null || true; done
+}
+alive() { kill -0 "${AGPID[$1]}" 2>/dev/null; }
+endpoint() {  # endpoint() X Y: Y's WireGuard endpoint in X's data plane
+    { ip netns exec "${NS[$1]}" wg show "${IFACE[$1]}" endpoints 2>/dev/null || true; } | awk -v k="${KEY[$2]}" '$1 == k {print $2}'
+}
+path_of() {  # X Y: how X reaches Y, from its data plane
+    local ep; ep=$(endpoint "$1" "$2")
+    case $ep in
+        "" | "(none)") echo "no endpoint" ;;
+        "$S_IP":*) [[ $2 == S ]] && echo "direct" || echo "relayed via S" ;;
+        198.51.100.1[1-4]:*) echo "direct" ;;
+        *) echo "endpoint $ep" ;;
+    esac
+}
+PAIRS=(A-B C-D A-C B-D A-D B-C A-S B-S C-S D-S)
+kind() {
+    case $1 in
+        A-B) echo "EIM-EIM" ;; C-D) echo "EDM-EDM" ;; *-S) echo "home-S" ;; *) echo "EIM-EDM" ;;
+    esac
+}
+# first_ping RUN X Y T0: poll X -> Y's mesh IPv4 until it answers; "MS PATH" or "none WHY" in a file.
+first_ping() {
+    local x=$2 y=$3 t0=$4 out="$tmp/first.$1.$2-$3" t
+    while :; do
+        t=$(now_ms)
+        if ! alive "$x" || ! alive "$y"; then
+            alive "$x" && echo "none (agent $y exited)" >"$out" || echo "none (agent $x exited)" >"$out"; return
+        fi
+        if ((t - t0 >= PING_LIMIT_MS)); then echo "none (no ping within $((PING_LIMIT_MS / 1000)) s)" >"$out"; return; fi
+        if ip netns exec "${NS[$x]}" ping -c1 -W1 "${V4[$y]}" >/dev/null 2>&1; then
+            t=$(now_ms); echo "$((t - t0)) $(path_of "$x" "$y")" >"$out"; return
+        fi
+        (( $(now_ms) - t < 500 )) && sleep 0.2   # failed at once (no route yet): do not spin
+    done
+}
+measure() {  # $1 = run number: start the agents, time every pair to its first ping
+    start_agents "$1"
+    for p in "${PAIRS[@]}"; do helper first_ping "$1" "${p%-*}" "${p#*-}" "$T0"; done
+    wait_bg
+    ((RUNS > 1)) && echo "run $1 of $RUNS (times from the start of the agents):"
+    for p in "${PAIRS[@]}"; do
+        local r; r=$(cat "$tmp/first.$1.$p")
+        if [[ $r == none* ]]; then echo "time to first ping: $p none ${r#none }"
+        else echo "time to first ping: $p ${r%% *} ms (${r#* })"; fi
+    done
+}
+
+# ---------------------------------------------------------------- 3. time to first ping
+measure 1
+for n in "${NODES[@]}"; do alive "$n" || echo "  agent $n is not running (log: $(grep -v '^===' "$tmp/$n.log" | tail -n1))"; done
+
+# ---------------------------------------------------------------- 4. paths
+want_path() {  # X Y PATTERN
+    local ep; ep=$(endpoint "$1" "$2")
+    # shellcheck disable=SC2053 # PATTERN is a glob on purpose (any port)
+    [[ $ep == $3 ]]
+}
+path_checks=(
+    "A B ${WAN[B]}:* direct, punched through two endpoint-independent NATs"
+    "B A ${WAN[A]}:* direct, punched through two endpoint-independent NATs"
+    "C D $S_IP:* relayed through S (two endpoint-dependent NATs)"
+    "D C $S_IP:* relayed through S (two endpoint-dependent NATs)"
+    "A C $S_IP:* relayed through S (an endpoint-independent and an endpoint-dependent NAT cannot meet)"
+    "A S $S_IP:51821 the seed"
+    "B S $S_IP:51821 the seed"
+    "C S $S_IP:51821 the seed"
+    "D S $S_IP:51821 the seed"
+)
+all_paths() { for c in "${path_checks[@]}"; do read -r x y pat _ <<<"$c"; want_path "$x" "$y" "$pat" || return 1; done; }
+# Paths may still be settling (a relayed pair upgraded to direct): allow a few seconds while agents run.
+for _ in $(seq 50); do all_paths && break; alive A || alive B || alive C || alive D || break; sleep 0.2; done
+for c in "${path_checks[@]}"; do
+    read -r x y pat why <<<"$c"
+    ep=$(endpoint "$x" "$y")
+    check "path: at $x, $y's endpoint is $pat: $why (is ${ep:-none})" want_path "$x" "$y" "$pat"
+done
+
+# ---------------------------------------------------------------- 5. pings, both directions
+ping_to() {  # NS ADDRESS FILE: up to 3 tries; FILE exists when one was answered
+    for _ in 1 2 3; do
+        ip netns exec "$1" ping -c1 -W1 "$2" >/dev/null 2>&1 && { echo ok >"$3"; return; }
+        sleep 0.2
+    done
+}
+for p in "${PAIRS[@]}"; do
+    x=${p%-*} y=${p#*-}
+    helper ping_to "${NS[$y]}" "${V4[$x]}" "$tmp/back.$p"
+done
+helper ping_to "${NS[A]}" "${V6[B]}" "$tmp/v6.A-B"
+helper ping_to "${NS[B]}" "${V6[A]}" "$tmp/v6.B-A"
+wait_bg
+for p in "${PAIRS[@]}"; do
+    x=${p%-*} y=${p#*-} r=$(cat "$tmp/first.1.$p")
+    if [[ $r == none* ]]; then how="no answer: ${r#none (}"; how=${how%)}; else how="first answer after ${r%% *} ms, ${r#* }"; fi
+    check "ping $x -> $y over mesh IPv4 ($how)" bash -c '[[ $1 != none* ]]' _ "$r"
+    check "ping $y -> $x over mesh IPv4" test -e "$tmp/back.$p"
+done
+check "ping A -> B over mesh IPv6 (${V6[B]})" test -e "$tmp/v6.A-B"
+check "ping B -> A over mesh IPv6 (${V6[A]})" test -e "$tmp/v6.B-A"
+
+# ---------------------------------------------------------------- 6. status
+st=$("$AGENT" status --runtime-dir "$tmp/runA" 2>&1) && st_rc=0 || st_rc=$?
+sed -n '/^members:/p' <<<"$st" | sed 's/^/  A: /'
+check "status of A answers" test "$st_rc" -eq 0
+check "status of A lists 4 members alive (S, B, C, D)" grep -Eq '^members: +4 alive(,|$)' <<<"$st"
+
+# Diagnostics while the agents still run: each data plane with names for keys,
+# S's UDP sockets (the relay's ports), the routers' NAT mappings of 51821.
+if ((FAILS)); then
+    {
+        names=(); for n in "${NODES[@]}"; do names+=(-e "s|${KEY[$n]}|peer $n|"); done
+        for n in "${NODES[@]}"; do
+            echo "--- wg show at $n:"
+            { ip netns exec "${NS[$n]}" wg show "${IFACE[$n]}" 2>&1 || true; } | grep -E '^(peer|  (endpoint|latest handshake|transfer))' | sed "${names[@]}" -e 's/^/    /' || true
+        done
+        echo "--- UDP sockets in S:"
+        ip netns exec "${NS[S]}" ss -Huan 2>&1 | sed 's/^/    /' || true
+        for h in "${HOMES[@]}"; do
+            echo "--- conntrack on r$h, port 51821:"
+            { ip netns exec "${ROUTER[$h]}" conntrack -L -p udp 2>/dev/null || true; } | grep -E 'port=51821' | sed 's/^/    /' || true
+        done
+    } >"$tmp/diag" 2>&1
+fi
+
+# ---------------------------------------------------------------- benchmark runs
+for run in $(seq 2 "$RUNS"); do
+    stop_agents
+    measure "$run"
+done
+stop_agents
+if ((RUNS > 1)); then echo "time to first ping over $RUNS runs, per kind of pair:"; fi
+for k in EIM-EIM EDM-EDM EIM-EDM home-S; do
+    samples=() failed=0
+    for run in $(seq 1 "$RUNS"); do for p in "${PAIRS[@]}"; do
+        [[ $(kind "$p") == "$k" ]] || continue
+        r=$(cat "$tmp/first.$run.$p"); [[ $r == none* ]] && failed=$((failed + 1)) || samples+=("${r%% *}")
+    done; done
+    if ((${#samples[@]})); then
+        mapfile -t sorted < <(printf '%s\n' "${samples[@]}" | sort -n); c=${#sorted[@]}
+        if ((c % 2)); then med=${sorted[c / 2]}; else med=$(( (sorted[c / 2 - 1] + sorted[c / 2]) / 2 )); fi
+        printf '  %-8s median %6s ms, max %6s ms (%d pings, %d without a ping)\n' "$k" "$med" "${sorted[c - 1]}" "$c" "$failed"
+    else
+        printf '  %-8s no ping (%d without a ping)\n' "$k" "$failed"
+    fi
+done
+
+if ((FAILS)); then
+    for n in "${NODES[@]}"; do echo "--- log of $n (last 15 lines):"; tail -n 15 "$tmp/$n.log" | sed 's/^/    /'; done
+    echo "--- coturn (last 5 lines):"; tail -n 5 "$tmp/coturn.log" | sed 's/^/    /'
+    [[ -e $tmp/diag ]] && cat "$tmp/diag"
+fi
+echo "nat-lab: elapsed $(( ($(now_ms) - start_ms) / 1000 )) s"
+summary
