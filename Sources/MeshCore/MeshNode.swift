@@ -303,7 +303,11 @@ public final class MeshNode {
         guard r.controlEndpoint == endpoint else { drops[.forgedRecord, default: 0] &+= 1; return false }
         guard exact ? r.incarnation == incarnation : r.incarnation <= incarnation else { drops[.staleRecord, default: 0] &+= 1; return false }
         if let have = records[member], have.incarnation > r.incarnation { return true }   // keep the newer record
-        if records[member] != r { records[member] = r; generation &+= 1 }
+        if records[member] != r {
+            records[member] = r
+            generation &+= 1
+            membership.setPreferredRelay(member, RecordFlags.mapping(r.flags) == .none)
+        }
         return true
     }
 
@@ -324,6 +328,7 @@ public final class MeshNode {
             case .reaped(let id):
                 records[id] = nil; waiting[id] = nil; admitted.remove(id)
                 paths[id] = nil; membership.setRoute(id, nil)
+                membership.setPreferredRelay(id, false); membership.setDirectlyReachable(id, true)
             case .joined(let m):
                 if paths[m.id] == nil { paths[m.id] = Path(since: lastNow) }
                 // Heard from already (it wrote to us, so it knows us): nothing to wait for.
@@ -505,6 +510,7 @@ extension MeshNode {
         paths[member] = p
         if changed {
             membership.setRoute(member, source)
+            membership.setDirectlyReachable(member, true)
             generation &+= 1
         }
     }
@@ -611,6 +617,8 @@ extension MeshNode {
         for (id, var p) in paths {
             guard let r = records[id], let m = membership.member(id), m.state.isLive, isTrusted(r.identity) else { continue }
             if p.isDirect(now) { continue }
+            // Punching has had its chance: SWIM probes it through others from now on.
+            membership.setDirectlyReachable(id, now - p.since < MeshNode.relayAfter)
             if p.heard != nil, p.since < p.heardAt {
                 // The direct path lapsed: start over.
                 p.since = now; p.punches = 0; p.nextPunch = now

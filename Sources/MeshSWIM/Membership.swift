@@ -82,6 +82,11 @@ public struct SWIMMembership: Sendable {
     /// the address it was last heard from (a member behind a NAT is reachable
     /// at its mapping toward us, not at what it advertises). Set by the owner.
     private var routes: [Bytes32: Endpoint] = [:]
+    /// Members we cannot reach directly (behind NATs, no punched path): probed
+    /// only indirectly. Set by the owner.
+    private var indirectOnly: Set<Bytes32> = []
+    /// Members asked first for indirect probes (public ones, that reach everyone).
+    private var preferredRelays: Set<Bytes32> = []
     private var outbox: [(SWIMPacket, Endpoint)] = []
     private var outboxHead = 0
     private var eventQueue: [MembershipEvent] = []
@@ -244,6 +249,16 @@ public struct SWIMMembership: Sendable {
     /// Sends to `member` at `endpoint` from now on (nil: its advertised endpoint again).
     public mutating func setRoute(_ member: Bytes32, _ endpoint: Endpoint?) { routes[member] = endpoint }
 
+    /// Whether `member` can be reached directly; if not, it is probed through others at once.
+    public mutating func setDirectlyReachable(_ member: Bytes32, _ reachable: Bool) {
+        if reachable { indirectOnly.remove(member) } else { indirectOnly.insert(member) }
+    }
+
+    /// Whether `member` is asked first to probe others for us (it reaches every member).
+    public mutating func setPreferredRelay(_ member: Bytes32, _ preferred: Bool) {
+        if preferred { preferredRelays.insert(member) } else { preferredRelays.remove(member) }
+    }
+
     /// Where messages to the member in `slot` go.
     private func address(_ slot: Int) -> Endpoint { routes[table[slot].id] ?? table[slot].endpoint }
 
@@ -353,6 +368,12 @@ public struct SWIMMembership: Sendable {
         // Buddy system: a suspect learns it is suspected from the probe itself and can refute in its ack.
         var first: [GossipUpdate] = []
         if m.status == .suspect { first = [.suspect(member: target, incarnation: m.incarnation, from: id)] }
+        if indirectOnly.contains(target), var p = probe {
+            // A direct ping cannot arrive: ask others at once.
+            sendIndirectProbes(&p)
+            probe = p
+            return
+        }
         send(.ping(sequence: seq, target: target), to: address(slot), first: first)
     }
 
@@ -360,7 +381,17 @@ public struct SWIMMembership: Sendable {
         p.indirectSent = true
         guard let target = table.slot(of: p.target) else { return }
         let targetEndpoint = address(target)
-        let relays = randomMembers(config.indirectChecks, where: { $0.id != p.target && $0.status == .alive })
+        var relays: [Int] = []
+        if !preferredRelays.isEmpty {
+            for id in preferredRelays.sorted() where relays.count < config.indirectChecks && id != p.target {
+                if let r = table.slot(of: id), table[r].status == .alive, !indirectOnly.contains(id) { relays.append(r) }
+            }
+        }
+        if relays.count < config.indirectChecks {
+            let have = Set(relays.map { table[$0].id }), skip = indirectOnly, target = p.target
+            relays += randomMembers(config.indirectChecks - relays.count,
+                                    where: { $0.id != target && $0.status == .alive && !skip.contains($0.id) && !have.contains($0.id) })
+        }
         for r in relays {
             send(.pingReq(sequence: p.sequence, target: p.target, targetEndpoint: targetEndpoint, wantNack: true), to: address(r))
         }

@@ -241,6 +241,27 @@ final class NATLab {
         #expect(lab.path(1, 2) == .relayed(via: lab.key(0).raw) && lab.wireGuard(from: 1, to: 2) && lab.wireGuard(from: 2, to: 1))
     }
 
+    /// Members behind endpoint-dependent NATs reach one another only through the
+    /// public member: SWIM probes them through it at once (no direct ping that
+    /// cannot arrive, no relays that cannot reach them), so no one is suspected.
+    @Test func membersNoOneReachesDirectlyAreNeverSuspected() throws {
+        let lab = try NATLab([nil] + Array(repeating: NATBox.Kind.dependent, count: 6))
+        lab.start()
+        lab.run(for: .seconds(10))
+        for h in lab.hosts { _ = h.node.takeEvents() }
+        lab.run(for: .seconds(120))
+        var suspicions = 0, deaths = 0
+        for h in lab.hosts {
+            for e in h.node.takeEvents() {
+                if case .suspect = e { suspicions += 1 }
+                if case .dead = e { deaths += 1 }
+            }
+        }
+        #expect(suspicions == 0 && deaths == 0)
+        for i in 1..<7 { for j in 1..<7 where i != j { #expect(lab.path(i, j) == .relayed(via: lab.key(0).raw), "\(i)-\(j)") } }
+        #expect(lab.relay.table.allocations.count == 15)
+    }
+
     @Test func theDirectPathWinsBackWhenItAppears() throws {
         let lab = try NATLab([nil, .dependent, .dependent])
         lab.start()
