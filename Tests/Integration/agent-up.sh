@@ -40,7 +40,7 @@ PIDS+=($!)
 for _ in $(seq 100); do [[ -S $tmp/notify.sock ]] && break; sleep 0.02; done
 NOTIFY_SOCKET=$tmp/notify.sock WATCHDOG_USEC=1000000 \
 ip netns exec "$A" "$AGENT" up --userspace --interface "$IF_A" --config-dir "$tmp/a" --runtime-dir "$tmp/runa" --admin-group "$GROUP" \
-    --metrics-address 127.0.0.1:9586 2>"$tmp/a.log" &
+    --metrics-address 127.0.0.1:9586 --stun-server 192.0.2.99:3478 --stun-server 192.0.2.98 2>"$tmp/a.log" &
 PID_A=$!; PIDS+=($PID_A)
 # B takes its settings from its configuration file; the flag overrides the file's log format.
 cat > "$tmp/b/meshguard-agent.toml" <<EOF
@@ -56,6 +56,8 @@ wait_socket "$IF_A"; wait_socket "$IF_B"
 for _ in $(seq 100); do grep -q "running" "$tmp/a.log" && grep -q "running" "$tmp/b.log" && break; sleep 0.05; done
 for _ in $(seq 100); do grep -q "^READY=1" "$tmp/notify.log" 2>/dev/null && break; sleep 0.05; done
 check "systemd: READY=1 with a status line once up" grep -q "^READY=1|STATUS=$IF_A userspace: 1 peer(s)" "$tmp/notify.log"
+check "STUN servers that never answer delay nothing: ready at once, status says the NAT is unknown" \
+    bash -c "'$AGENT' status --runtime-dir '$tmp/runa' | grep -qx 'nat:        public unknown, mapping unknown'"
 
 check "--log-format json: every log line is an object with time, level and message" python3 -c '
 import json, re, sys
@@ -71,7 +73,7 @@ check "auto mode chose userspace and said why" grep -q "data plane userspace (us
 status_b=$("$AGENT" status --runtime-dir "$tmp/runb")
 check "status says the mode and why" grep -q "^mode: *userspace (userspace: the kernel has no wireguard module" <<<"$status_b"
 check "status lists the peer and its endpoint" grep -q "192.0.2.1:51821" <<<"$status_b"
-check "status names the peer and its state" grep -Eq "^node-a +[^ ]+ +static +192.0.2.1:51821 +direct" <<<"$status_b"
+check "status names the peer and its state" grep -Eq "^node-a +[^ ]+ +static +192.0.2.1:51821 +static" <<<"$status_b"
 json_a=$("$AGENT" status --json --runtime-dir "$tmp/runa")
 check "status --json: schema, mode, interface, own keys" python3 -c '
 import json, sys
@@ -80,7 +82,7 @@ assert d["schema"] == 1 and d["mode"] == "userspace" and d["interface"] == sys.a
 assert d["identity"] == sys.argv[3] and d["trust"] == "enforced" and d["peerCount"] == 1
 m = d["members"][0]
 assert m["name"] == "node-b" and m["endpoint"] == "192.0.2.2:51821" and m["configured"] and m["routed"], m
-assert m["meshIPv4"] == sys.argv[4] and m["state"] == "static" and m["path"] == "direct"
+assert m["meshIPv4"] == sys.argv[4] and m["state"] == "static" and m["path"] == "static"
 ' "$json_a" "$IF_A" "$(cat "$tmp/a.pub")" "$(ipv4 b)"
 check "peers lists the WireGuard peer" grep -q "^node-b .*192.0.2.2:51821 *$(ipv4 b)" <("$AGENT" peers --runtime-dir "$tmp/runa")
 check "the control socket is root:$GROUP 0660, its directory 0750" \
