@@ -388,6 +388,39 @@ sed -n '/^members:/p' <<<"$st" | sed 's/^/  A: /'
 check "status of A answers" test "$st_rc" -eq 0
 check "status of A lists 4 members alive (S, B, C, D)" grep -Eq '^members: +4 alive(,|$)' <<<"$st"
 
+# ---------------------------------------------------------------- 7. the relay forwards WireGuard only
+# From elsewhere on the internet (198.51.100.4), to the relay port S gave A for C:
+# a control-plane envelope, STUN, garbage, and a WireGuard-looking datagram from
+# an address that is not A's. Nothing is forwarded, each is counted by reason,
+# and A and C still reach each other through the relay.
+relay_ep=$(endpoint A C)
+relay_port=${relay_ep##*:}
+drops_before=$("$AGENT" status --json --runtime-dir "$tmp/runS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["nat"]["relayDrops"])')
+ip netns exec "$PUB" python3 - "$S_IP" "$relay_port" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("198.51.100.4", 0))
+to = (sys.argv[1], int(sys.argv[2]))
+for d in [b"MG\x01\x01" + bytes(60), bytes([0, 1, 0, 0]) + bytes([0x21, 0x12, 0xa4, 0x42]) + bytes(12), b"\xff" * 40,
+          bytes([1, 0, 0, 0]) + bytes(144), bytes([4, 0, 0, 0]) + bytes(60)]:
+    s.sendto(d, to)
+PY
+sleep 0.5
+relay_json=$("$AGENT" status --json --runtime-dir "$tmp/runS")
+echo "  relay drops at S before: $drops_before; after: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["nat"]["relayDrops"])' "$relay_json")"
+check "relay: datagrams that are not WireGuard are dropped and counted (not_wireguard)" python3 -c '
+import json, sys
+b = eval(sys.argv[2]); d = json.loads(sys.argv[1])["nat"]["relayDrops"]
+assert d.get("not_wireguard", 0) - b.get("not_wireguard", 0) >= 3, d' "$relay_json" "$drops_before"
+check "relay: WireGuard from an address that is not the member's is dropped and counted (wrong_source)" python3 -c '
+import json, sys
+b = eval(sys.argv[2]); d = json.loads(sys.argv[1])["nat"]["relayDrops"]
+assert d.get("wrong_source", 0) - b.get("wrong_source", 0) >= 2, d' "$relay_json" "$drops_before"
+check "relay: A and C still reach each other through S afterwards" ip netns exec "${NS[A]}" ping -c1 -W2 "${V4[C]}"
+check "relay: S relays for the pairs with C or D (5 pairs)" python3 -c '
+import json, sys
+n = json.loads(sys.argv[1])["nat"]
+assert n["offersRelay"] and n["relayedPairs"] == 5 and n["relayedPackets"] > 0, n' "$relay_json"
+
 # Diagnostics while the agents still run: each data plane with names for keys,
 # S's UDP sockets (the relay's ports), the routers' NAT mappings of 51821.
 if ((FAILS)); then
