@@ -467,7 +467,10 @@ struct Path {
         nextPunch = since + MeshNode.punchAfter
     }
 
-    func isDirect(_ now: Instant) -> Bool { heard != nil && now - heardAt < MeshNode.directLifetime }
+    /// Heard from directly, recently enough to count on it.
+    var directUntil: Instant = .zero
+
+    func isDirect(_ now: Instant) -> Bool { heard != nil && now < directUntil }
 }
 
 struct RelayPath: Equatable {
@@ -487,7 +490,7 @@ extension MeshNode {
     static let relayAfter: Duration = .seconds(3)
     /// When both NAT kinds say no direct path can exist: relayed this soon (a LAN path still wins later).
     static let relayAfterHopeless: Duration = .seconds(1)
-    /// A direct path not heard from for this long is tried again.
+    /// A direct path not heard from for this long (or 1.5 s per member, if longer) is tried again.
     static let directLifetime: Duration = .seconds(60)
     /// The relay requester refreshes its allocation this often; the other side drops a grant not refreshed for 3×.
     static let relayRefresh: Duration = .seconds(30)
@@ -502,6 +505,9 @@ extension MeshNode {
         let changed = p.heard != source || !p.isDirect(now)
         p.heard = source
         p.heardAt = now
+        // SWIM probes each member once a round (members × probe interval), so a
+        // quiet spell that long is normal in a large mesh.
+        p.directUntil = now + max(MeshNode.directLifetime, MeshNode.punchRetries[1] + .milliseconds(1500 * Int64(membership.clusterSize)))
         if p.relay != nil {
             // A direct path works again: leave the relay.
             p.relay = nil
