@@ -394,7 +394,12 @@ public final class MeshNode {
                 || [.endpointIndependent, .endpointDependent].contains(RecordFlags.mapping(r.flags))
                 || (path?.heard).map { $0 != r.controlEndpoint } ?? false
             let settled = path?.relay != nil || path?.isDirect(lastNow) == true
-            return MeshPeerState(key: r.identity, endpoint: wireGuardEndpoint(r, path),
+            // Across a NAT, no endpoint until the path is settled (for a while at
+            // most): a handshake sent toward an address that cannot work would
+            // hold the next one back for 5 s.
+            var endpoint = wireGuardEndpoint(r, path)
+            if natted, !settled, let p = path, lastNow - p.since < MeshNode.relayAfter + .seconds(2) { endpoint = nil }
+            return MeshPeerState(key: r.identity, endpoint: endpoint,
                                  persistentKeepalive: natted && settled ? MeshNode.natKeepalive : nil, routed: admitted.contains(m.id))
         }
     }

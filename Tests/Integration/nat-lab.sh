@@ -311,10 +311,10 @@ first_ping() {
             alive "$x" && echo "none (agent $y exited)" >"$out" || echo "none (agent $x exited)" >"$out"; return
         fi
         if ((t - t0 >= PING_LIMIT_MS)); then echo "none (no ping within $((PING_LIMIT_MS / 1000)) s)" >"$out"; return; fi
-        if ip netns exec "${NS[$x]}" ping -c1 -W1 "${V4[$y]}" >/dev/null 2>&1; then
+        if ip netns exec "${NS[$x]}" ping -c1 -W0.2 "${V4[$y]}" >/dev/null 2>&1; then
             t=$(now_ms); echo "$((t - t0)) $(path_of "$x" "$y")" >"$out"; return
         fi
-        (( $(now_ms) - t < 500 )) && sleep 0.2   # failed at once (no route yet): do not spin
+        (( $(now_ms) - t < 100 )) && sleep 0.1   # failed at once (no route yet): do not spin
     done
 }
 measure() {  # $1 = run number: start the agents, time every pair to its first ping
