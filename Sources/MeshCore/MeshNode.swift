@@ -87,6 +87,10 @@ public final class MeshNode {
     /// This node's public endpoint (STUN, on the control socket) and NAT kind.
     public private(set) var reflexive: Endpoint?
     public private(set) var nat: NATMapping = .unknown
+    /// Kernel mode: where public members see our kernel's WireGuard socket.
+    public private(set) var observedWireGuard: Endpoint?
+    /// Observations sent to kernel-mode members, by member (what and when).
+    var observationsSent: [Bytes32: (Endpoint, Instant)] = [:]
     public let relayPolicy: RelayPolicy
     /// Set by the daemon when this node may relay.
     public weak var relayServer: RelayServing?
@@ -157,7 +161,9 @@ public final class MeshNode {
             control = r
             // Userspace: WireGuard shares the control port, so the mapping is
             // the same. Kernel: its own socket; port-preserving NATs keep the port.
-            let mapped = kernelMode ? Endpoint(r.address, port: localWireGuard.first?.port ?? r.port) : r
+            // A public member's observation of the kernel's socket beats the guess.
+            let guess = Endpoint(r.address, port: localWireGuard.first?.port ?? r.port)
+            let mapped = kernelMode ? (observedWireGuard.flatMap { $0.address == r.address ? $0 : nil } ?? guess) : r
             wireGuard = [mapped] + localWireGuard.filter { $0 != mapped }
         }
         template.control = control
@@ -174,6 +180,20 @@ public final class MeshNode {
         refreshTemplate()
         try? membership.update(endpoint: template.control, now: now)
         generation &+= 1
+    }
+
+    /// The agent's data plane sees `member`'s WireGuard at `endpoint` (from
+    /// its handshakes). A public node tells a kernel-mode member behind an
+    /// endpoint-independent NAT where its kernel's socket is mapped, when that
+    /// differs from what the member advertises (at most once a minute each).
+    public func observeWireGuard(of member: Bytes32, at endpoint: Endpoint, now: Instant) {
+        guard nat == .none, let r = records[member], r.flags & RecordFlags.kernel != 0,
+              RecordFlags.mapping(r.flags) == .endpointIndependent, isLiveTrustedMember(member),
+              r.wireGuardEndpoints.first != endpoint else { return }
+        if let (e, at) = observationsSent[member], e == endpoint, now - at < .seconds(60) { return }
+        observationsSent[member] = (endpoint, now)
+        sendNAT(.observedWireGuard(endpoint: endpoint), to: paths[member]?.heard ?? r.controlEndpoint)
+        natCounters.observationsSent &+= 1
     }
 
     /// The record this node gossips now.
@@ -327,7 +347,7 @@ public final class MeshNode {
             switch e {
             case .reaped(let id):
                 records[id] = nil; waiting[id] = nil; admitted.remove(id)
-                paths[id] = nil; membership.setRoute(id, nil)
+                paths[id] = nil; membership.setRoute(id, nil); observationsSent[id] = nil
                 membership.setPreferredRelay(id, false); membership.setDirectlyReachable(id, true)
             case .joined(let m):
                 if paths[m.id] == nil { paths[m.id] = Path(since: lastNow) }
@@ -451,6 +471,8 @@ public struct NATCounters: Sendable, Equatable {
     public var relayRefusalsSent: UInt64 = 0
     public var relaysUsed: UInt64 = 0
     public var directAfterRelay: UInt64 = 0
+    /// Observations of kernel WireGuard mappings sent to members.
+    public var observationsSent: UInt64 = 0
 }
 
 /// The way to one member.
@@ -595,6 +617,16 @@ extension MeshNode {
             // The relay granted both sides at once: the peer configures us now, so route to it.
             waiting[peer] = nil
             if admitted.insert(peer).inserted { generation &+= 1 }
+        case .observedWireGuard(let endpoint):
+            // Only a public member sees the mapping others will see, and only an
+            // endpoint-independent NAT has one; it must be our public address.
+            guard kernelMode, nat == .endpointIndependent, let r = records[sender], RecordFlags.mapping(r.flags) == .none,
+                  endpoint.address == reflexive?.address else { drops[.badValue, default: 0] &+= 1; return }
+            guard endpoint != observedWireGuard else { return }
+            observedWireGuard = endpoint
+            refreshTemplate()
+            try? membership.update(endpoint: template.control, now: now)
+            generation &+= 1
         case let .relayRefusal(peer, _):
             guard var p = paths[peer] else { return }
             p.refused[sender] = now + .seconds(60)

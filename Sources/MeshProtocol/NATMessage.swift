@@ -8,6 +8,7 @@
 //   3 relay request   peer key 32               "relay between me and peer"
 //   4 relay grant     peer key 32 | endpoint    "send WireGuard for peer to endpoint"
 //   5 relay refusal   peer key 32 | reason u8   1 not a relay, 2 peer unknown, 3 full, 4 no route to peer
+//   6 observed        endpoint                  "your WireGuard datagrams reach me from endpoint"
 import MeshBase
 
 public enum NATMessage: Equatable, Sendable {
@@ -16,6 +17,9 @@ public enum NATMessage: Equatable, Sendable {
     case relayRequest(peer: Bytes32)
     case relayGrant(peer: Bytes32, endpoint: Endpoint)
     case relayRefusal(peer: Bytes32, reason: RefusalReason)
+    /// From a public member to a kernel-mode member behind a NAT: where its
+    /// kernel's WireGuard socket is seen (STUN cannot ask from that socket).
+    case observedWireGuard(endpoint: Endpoint)
 
     public enum RefusalReason: UInt8, Sendable, CaseIterable, Error {
         case notARelay = 1, unknownPeer, full, noRouteToPeer
@@ -29,6 +33,7 @@ public enum NATMessage: Equatable, Sendable {
         case .relayRequest(let p): w.u8(3); w.key(p)
         case let .relayGrant(p, e): w.u8(4); w.key(p); w.endpoint(e)
         case let .relayRefusal(p, r): w.u8(5); w.key(p); w.u8(r.rawValue)
+        case .observedWireGuard(let e): w.u8(6); w.endpoint(e)
         }
         return w.bytes
     }
@@ -47,6 +52,7 @@ public enum NATMessage: Equatable, Sendable {
             let raw = try r.u8()
             guard let reason = RefusalReason(rawValue: raw) else { throw WireError(.badValue, "relay refusal reason \(raw)") }
             m = .relayRefusal(peer: p, reason: reason)
+        case 6: m = .observedWireGuard(endpoint: try r.endpoint())
         case let t: throw WireError(.unknownType, "NAT message type \(t)")
         }
         try r.expectEnd()

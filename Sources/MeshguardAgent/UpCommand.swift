@@ -397,6 +397,7 @@ struct Up: ParsableCommand {
             }
         }
         var nextRelayExpiry = MonotonicClock.now() + .seconds(10)
+        var nextObservation = MonotonicClock.now() + .seconds(2)
         membershipTrustChanged = { node.setTrust($0) }
         var currentSeeds = seedList
         membershipSeedsChanged = { seeds in
@@ -446,6 +447,16 @@ struct Up: ParsableCommand {
                 Terminal.info("nat: public endpoint \(stun.reflexive?.description ?? "unknown"), mapping \(stun.mapping.rawValue)\(node.offersRelay ? "; offering to relay" : "")")
             }
             while let (bytes, to) = stun.pollTransmit() { transport.send(bytes, to: to) }
+            // A public node tells kernel-mode members behind NATs where their kernel's WireGuard socket is seen.
+            if node.nat == .none, now >= nextObservation {
+                nextObservation = now + .seconds(5)
+                if let snapshot = try? plane.snapshot() {
+                    let byWireGuardKey = Dictionary(snapshot.peers.map { ($0.publicKey, $0.endpoint) }, uniquingKeysWith: { a, _ in a })
+                    for p in peers {
+                        if let e = byWireGuardKey[p.key.wireGuardPublicKey] ?? nil { node.observeWireGuard(of: p.key.raw, at: e, now: now) }
+                    }
+                }
+            }
             if let r = relayForwarder, now >= nextRelayExpiry {
                 nextRelayExpiry = now + .seconds(10)
                 r.expire(now: now)

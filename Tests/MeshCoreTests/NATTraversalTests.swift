@@ -79,7 +79,7 @@ final class NATLab {
     static let privateEndpoint = Endpoint(.v4(IPv4Address(192, 168, 1, 2)), port: 51821)
 
     /// `kinds`: nil is a public host at 198.51.100.(3+i), else a home behind that NAT at 198.51.100.(10+i).
-    init(_ kinds: [NATBox.Kind?], stun: Bool = true) throws {
+    init(_ kinds: [NATBox.Kind?], stun: Bool = true, kernel: Set<Int> = []) throws {
         let ids = kinds.map { _ in Identity.generate() }
         for (i, kind) in kinds.enumerated() {
             var t = TrustSet()
@@ -92,7 +92,8 @@ final class NATLab {
                 local = Endpoint(.v4(IPv4Address(198, 51, 100, UInt8(3 + i))), port: 51821)
                 nat = nil
             }
-            let node = try MeshNode(identity: ids[i], controlEndpoint: local, wireGuardEndpoints: [local], kernelMode: false,
+            let wireGuard = kernel.contains(i) ? Endpoint(local.address, port: 51820) : local
+            let node = try MeshNode(identity: ids[i], controlEndpoint: local, wireGuardEndpoints: [wireGuard], kernelMode: kernel.contains(i),
                                     trust: t, epoch: 1, seed: UInt64(i + 1), now: now)
             if nat == nil { node.relayServer = relay }
             hosts.append(Host(node: node, local: local, nat: nat))
@@ -277,6 +278,34 @@ final class NATLab {
         #expect(lab.peer(1, 2)?.endpoint?.address == .v4(IPv4Address(198, 51, 100, 12)))
         #expect(lab.hosts[1].node.natCounters.directAfterRelay + lab.hosts[2].node.natCounters.directAfterRelay > 0)
         #expect(lab.wireGuard(from: 1, to: 2) && lab.wireGuard(from: 2, to: 1))
+    }
+
+    /// Kernel mode: STUN cannot ask from the kernel's WireGuard socket. A
+    /// public member that sees it (from its handshakes) says where, and the
+    /// member advertises that; others then send WireGuard there.
+    @Test func aPublicMemberTellsAKernelModeMemberWhereItsWireGuardSocketIsSeen() throws {
+        let lab = try NATLab([nil, .independent, .independent], kernel: [1, 2])
+        lab.start()
+        lab.run(for: .seconds(10))
+        let a = lab.hosts[1].node
+        // The guess: the public address at the kernel's port.
+        #expect(a.currentRecord.wireGuardEndpoints.first == Endpoint(.v4(IPv4Address(198, 51, 100, 11)), port: 51820))
+        #expect(lab.peer(2, 1)?.endpoint == Endpoint(.v4(IPv4Address(198, 51, 100, 11)), port: 51820))
+        // The NAT maps the kernel's socket to another port; S's data plane sees it.
+        let seen = Endpoint(.v4(IPv4Address(198, 51, 100, 11)), port: 40500)
+        lab.hosts[0].node.observeWireGuard(of: lab.key(1).raw, at: seen, now: lab.now)
+        lab.run(for: .seconds(5))
+        #expect(a.observedWireGuard == seen && a.currentRecord.wireGuardEndpoints.first == seen)
+        #expect(lab.peer(2, 1)?.endpoint == seen)
+        #expect(lab.hosts[0].node.natCounters.observationsSent == 1)
+        // Said once: the same observation again is not resent (and is not news to A any more).
+        lab.hosts[0].node.observeWireGuard(of: lab.key(1).raw, at: seen, now: lab.now)
+        #expect(lab.hosts[0].node.natCounters.observationsSent == 1)
+        // A member that is not public cannot tell A where it is seen.
+        let before = a.drops[.badValue] ?? 0
+        a.handleNAT(.observedWireGuard(endpoint: Endpoint(.v4(IPv4Address(198, 51, 100, 11)), port: 1)), from: lab.key(2).raw,
+                    at: Endpoint(.v4(IPv4Address(198, 51, 100, 12)), port: 51821), now: lab.now)
+        #expect(a.observedWireGuard == seen && (a.drops[.badValue] ?? 0) == before + 1)
     }
 
     @Test func aNodeBehindANATAdvertisesItsPublicEndpointAndNATKind() throws {
