@@ -63,14 +63,18 @@ public struct StatusReport: Sendable {
         public var relayedPackets: UInt64
         /// Datagrams the relay refused, by reason (RelayTable.Drop).
         public var relayDrops: [(String, UInt64)]
+        /// STUN answers refused (spoofed source, other transaction, malformed…), by reason.
+        public var stunDrops: [(String, UInt64)]
         public init(publicEndpoint: Endpoint?, mapping: String, stunServers: Int, offersRelay: Bool, relayedPairs: Int, relayedPackets: UInt64,
-                    relayDrops: [(String, UInt64)] = []) {
+                    relayDrops: [(String, UInt64)] = [], stunDrops: [(String, UInt64)] = []) {
             self.publicEndpoint = publicEndpoint; self.mapping = mapping; self.stunServers = stunServers
             self.offersRelay = offersRelay; self.relayedPairs = relayedPairs; self.relayedPackets = relayedPackets; self.relayDrops = relayDrops
+            self.stunDrops = stunDrops
         }
         public static func == (a: NATStatus, b: NATStatus) -> Bool {
             a.publicEndpoint == b.publicEndpoint && a.mapping == b.mapping && a.stunServers == b.stunServers && a.offersRelay == b.offersRelay
                 && a.relayedPairs == b.relayedPairs && a.relayedPackets == b.relayedPackets && a.relayDrops.elementsEqual(b.relayDrops, by: ==)
+                && a.stunDrops.elementsEqual(b.stunDrops, by: ==)
         }
     }
 
@@ -103,7 +107,8 @@ public struct StatusReport: Sendable {
         t += "members:    \(counts.filter { $0.1 > 0 }.map { "\($0.1) \($0.0)" }.joined(separator: ", ").nonEmpty ?? "none")\n"
         t += "peers:      \(peerCount)\n"
         if let n = nat {
-            t += "nat:        public \(n.publicEndpoint?.description ?? "unknown"), mapping \(n.mapping)\(n.stunServers == 0 ? " (no STUN servers)" : "")\n"
+            t += "nat:        public \(n.publicEndpoint?.description ?? "unknown"), mapping \(n.mapping)\(n.stunServers == 0 ? " (no STUN servers)" : "")"
+            t += n.stunDrops.isEmpty ? "\n" : "; STUN answers dropped: " + n.stunDrops.map { "\($0.0) \($0.1)" }.joined(separator: ", ") + "\n"
             t += "relay:      \(n.offersRelay ? "offered; \(n.relayedPairs) pair(s), \(n.relayedPackets) packet(s) forwarded" : "not offered")"
             t += n.relayDrops.isEmpty ? "\n" : "; dropped " + n.relayDrops.map { "\($0.0) \($0.1)" }.joined(separator: ", ") + "\n"
         }
@@ -220,6 +225,8 @@ public struct StatusReport: Sendable {
                     o.field("relayedPackets", Int(clamping: n.relayedPackets))
                     o.key("relayDrops")
                     o.object { for (r, c) in n.relayDrops { o.field(r, Int(clamping: c)) } }
+                    o.key("stunDrops")
+                    o.object { for (r, c) in n.stunDrops { o.field(r, Int(clamping: c)) } }
                 }
             } else {
                 o.nullField("nat")

@@ -529,7 +529,8 @@ struct Up: ParsableCommand {
                                 nat: StatusReport.NATStatus(publicEndpoint: stun.reflexive, mapping: stun.mapping.rawValue, stunServers: stunEndpoints.count,
                                                             offersRelay: node.offersRelay && relayForwarder != nil,
                                                             relayedPairs: relayForwarder?.allocations ?? 0, relayedPackets: relayForwarder?.forwarded.packets ?? 0,
-                                                            relayDrops: (relayForwarder?.drops ?? [:]).map { ($0.key.rawValue, $0.value) }.sorted { $0.0 < $1.0 }))
+                                                            relayDrops: (relayForwarder?.drops ?? [:]).map { ($0.key.rawValue, $0.value) }.sorted { $0.0 < $1.0 },
+                                                            stunDrops: stun.drops.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 }))
         }
         /// Answers every waiting control connection; true when one asked the agent to go down.
         func serveControl() -> Bool {

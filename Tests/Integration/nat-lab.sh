@@ -272,7 +272,8 @@ start_agents() {  # $1 = run number
     for r in "${ROUTER[@]}"; do ip netns exec "$r" conntrack -F >/dev/null 2>&1 || true; done
     T0=$(now_ms)
     for n in "${NODES[@]}"; do
-        local extra=(); [[ $n != S ]] && extra=(--seed "$S_IP:51821")
+        # S also asks the hostile STUN server: its answers must change nothing.
+        local extra=(--stun-server "$FAKE"); [[ $n != S ]] && extra=(--seed "$S_IP:51821")
         echo "=== run $1" >>"$tmp/$n.log"
         ip netns exec "${NS[$n]}" "$AGENT" up --userspace --interface "${IFACE[$n]}" --config-dir "$tmp/$n" \
             --runtime-dir "$tmp/run$n" --stun-server "$STUN1" --stun-server "$STUN2" "${extra[@]}" >>"$tmp/$n.log" 2>&1 &
@@ -420,6 +421,16 @@ check "relay: S relays for the pairs with C or D (5 pairs)" python3 -c '
 import json, sys
 n = json.loads(sys.argv[1])["nat"]
 assert n["offersRelay"] and n["relayedPairs"] == 5 and n["relayedPackets"] > 0, n' "$relay_json"
+
+echo "  S: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["nat"])' "$relay_json")"
+check "hostile STUN: S's agent took none of the fake server's answers (still no NAT at its own address)" python3 -c '
+import json, sys
+n = json.loads(sys.argv[1])["nat"]
+assert n["mapping"] == "none" and n["publicEndpoint"] == sys.argv[2] + ":51821" and n["stunServers"] == 3, n' "$relay_json" "$S_IP"
+check "hostile STUN: S's agent counted the refused answers (spoofed source, other transaction, malformed)" python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])["nat"]["stunDrops"]
+assert d.get("unexpected source", 0) >= 1 and d.get("unknown transaction", 0) >= 1 and d.get("malformed", 0) >= 1, d' "$relay_json"
 
 # Diagnostics while the agents still run: each data plane with names for keys,
 # S's UDP sockets (the relay's ports), the routers' NAT mappings of 51821.

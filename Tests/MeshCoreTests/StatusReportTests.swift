@@ -63,7 +63,11 @@ import MeshWireGuard
         var withNAT = report()
         withNAT.nat = .init(publicEndpoint: Endpoint("198.51.100.11:51821"), mapping: "endpoint-independent", stunServers: 2,
                             offersRelay: false, relayedPairs: 0, relayedPackets: 0)
-        #expect(withNAT.json(now: now).hasSuffix(",\"nat\":{\"publicEndpoint\":\"198.51.100.11:51821\",\"mapping\":\"endpoint-independent\",\"stunServers\":2,\"offersRelay\":false,\"relayedPairs\":0,\"relayedPackets\":0,\"relayDrops\":{}}}\n"))
+        #expect(withNAT.json(now: now).hasSuffix(",\"nat\":{\"publicEndpoint\":\"198.51.100.11:51821\",\"mapping\":\"endpoint-independent\",\"stunServers\":2,\"offersRelay\":false,\"relayedPairs\":0,\"relayedPackets\":0,\"relayDrops\":{},\"stunDrops\":{}}}\n"))
+        var spoofed = withNAT
+        spoofed.nat?.stunDrops = [("unexpected source", 2)]
+        #expect(spoofed.json(now: now).contains(",\"stunDrops\":{\"unexpected source\":2}}"))
+        #expect(spoofed.text(now: now).contains("mapping endpoint-independent; STUN answers dropped: unexpected source 2\n"))
         let text = withNAT.text(now: now)
         #expect(text.contains("nat:        public 198.51.100.11:51821, mapping endpoint-independent\n") && text.contains("relay:      not offered\n"))
         // Balanced, no doubled or trailing commas.
