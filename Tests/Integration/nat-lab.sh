@@ -47,41 +47,9 @@ STUN1=198.51.100.1:3478 STUN2=198.51.100.2:3478
 FAKE=198.51.100.4:3478
 for h in "${HOMES[@]}"; do NS[$h]=mgnat-h$h-$RUN; ROUTER[$h]=mgnat-r$h-$RUN; done
 
-# ---------------------------------------------------------------- topology
-netns "$PUB"
-ip -n "$PUB" link add br0 type bridge
-ip -n "$PUB" link set br0 up
-for a in 198.51.100.1 198.51.100.2 198.51.100.4; do ip -n "$PUB" addr add "$a/24" dev br0; done
-# uplink NS IFNAME PORT ADDR: a veth from NS (named IFNAME there) to the bridge
-# (named PORT in pub). Both ends are created inside their namespaces, so the
-# names never clash with a concurrent run in the root namespace.
-uplink() {
-    ip link add "$2" netns "$1" type veth peer name "$3" netns "$PUB"
-    ip -n "$PUB" link set "$3" master br0 up
-    ip -n "$1" addr add "$4/24" dev "$2"
-    ip -n "$1" link set "$2" up
-}
-netns "${NS[S]}"
-uplink "${NS[S]}" eth0 pS "$S_IP"
-for h in "${HOMES[@]}"; do
-    r=${ROUTER[$h]} n=${NS[$h]}
-    netns "$r"; netns "$n"
-    uplink "$r" wan "p$h" "${WAN[$h]}"
-    ip link add lan netns "$r" type veth peer name eth0 netns "$n"
-    ip -n "$r" addr add 192.168.1.1/24 dev lan; ip -n "$r" link set lan up
-    ip -n "$n" addr add 192.168.1.2/24 dev eth0; ip -n "$n" link set eth0 up
-    ip -n "$n" route add default via 192.168.1.1
-    ip netns exec "$r" sysctl -qw net.ipv4.ip_forward=1
-    masq=masquerade; [[ ${NAT[$h]} == edm ]] && masq="masquerade fully-random"
-    # Chain names: not `fwd` (an nft keyword). `fully-random` is nft's spelling.
-    ip netns exec "$r" nft -f - <<NFT
-table ip natlab {
-  chain natpost { type nat hook postrouting priority srcnat; policy accept; oifname "wan" $masq; }
-  chain natinput { type filter hook input priority filter; policy accept; iifname "wan" ct state new,invalid drop; }
-  chain natforward { type filter hook forward priority filter; policy accept; iifname "wan" ct state new,invalid drop; }
-}
-NFT
-done
+# ---------------------------------------------------------------- topology (natlab.sh)
+source "$(dirname "$0")/natlab.sh"
+natlab_build "198.51.100.1 198.51.100.2 198.51.100.4"
 
 # ---------------------------------------------------------------- helpers (python3)
 cat > "$tmp/stunlab.py" <<'PY'
