@@ -52,6 +52,7 @@ public struct AgentConfigFile: Sendable {
         ("seeds", .strings(example: "[\"192.0.2.1:51821\", \"dns:example.com\"]")),
         ("stun-servers", .strings(example: "[\"stun.example.com:3478\", \"192.0.2.1:3478\"]")),
         ("relay", .choice(["auto", "on", "off"])),
+        ("port-mapping", .choice(["auto", "off"])),
         ("advertise", .string(example: "\"192.0.2.10\"")),
         ("peers-file", .string(example: "\"/etc/meshguard/static-peers\"")),
         ("runtime-dir", .string(example: "\"/run/meshguard\"")),

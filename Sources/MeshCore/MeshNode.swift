@@ -62,10 +62,13 @@ final class RecordTemplate: @unchecked Sendable {
     }
 }
 
-/// Record flags: bit 0 kernel data plane, bits 1-2 NAT mapping, bit 3 offers to relay.
+/// Record flags: bit 0 kernel data plane, bits 1-2 NAT mapping, bit 3 offers
+/// to relay, bit 4 port-mapped (its router forwards its advertised endpoints
+/// from anyone: NAT-PMP).
 public enum RecordFlags {
     public static let kernel: UInt8 = 1
     public static let relay: UInt8 = 8
+    public static let portMapped: UInt8 = 16
     public static func mapping(_ flags: UInt8) -> NATMapping { NATMapping(recordBits: flags >> 1) }
 }
 
@@ -87,6 +90,8 @@ public final class MeshNode {
     /// This node's public endpoint (STUN, on the control socket) and NAT kind.
     public private(set) var reflexive: Endpoint?
     public private(set) var nat: NATMapping = .unknown
+    /// Where the router forwards our control and WireGuard ports (NAT-PMP), from anyone.
+    public private(set) var portMapping: (control: Endpoint, wireGuard: Endpoint?)?
     /// Kernel mode: where public members see our kernel's WireGuard socket.
     public private(set) var observedWireGuard: Endpoint?
     /// Observations sent to kernel-mode members, by member (what and when).
@@ -157,7 +162,13 @@ public final class MeshNode {
         if offersRelay { flags |= RecordFlags.relay }
         var control = localControl
         var wireGuard = localWireGuard
-        if let r = reflexive, isBehindNAT, r != localControl {
+        if let pm = portMapping {
+            // The router forwards these from anyone: better than any punched mapping.
+            flags |= RecordFlags.portMapped
+            control = pm.control
+            let mapped = kernelMode ? (pm.wireGuard ?? Endpoint(pm.control.address, port: localWireGuard.first?.port ?? pm.control.port)) : pm.control
+            wireGuard = [mapped] + localWireGuard.filter { $0 != mapped }
+        } else if let r = reflexive, isBehindNAT, r != localControl {
             control = r
             // Userspace: WireGuard shares the control port, so the mapping is
             // the same. Kernel: its own socket; port-preserving NATs keep the port.
@@ -194,6 +205,18 @@ public final class MeshNode {
         observationsSent[member] = (endpoint, now)
         sendNAT(.observedWireGuard(endpoint: endpoint), to: paths[member]?.heard ?? r.controlEndpoint)
         natCounters.observationsSent &+= 1
+    }
+
+    /// What the router's port mapping (NAT-PMP) gives: the public endpoints
+    /// of our control port and (kernel mode) WireGuard port, or nil when there
+    /// is none (any more). A change is announced at once.
+    public func setPortMapping(control: Endpoint?, wireGuard: Endpoint?, now: Instant) {
+        let new = control.map { (control: $0, wireGuard: wireGuard) }
+        guard new?.control != portMapping?.control || new?.wireGuard != portMapping?.wireGuard else { return }
+        portMapping = new
+        refreshTemplate()
+        try? membership.update(endpoint: template.control, now: now)
+        generation &+= 1
     }
 
     /// The record this node gossips now.
@@ -413,7 +436,7 @@ public final class MeshNode {
             let natted = isBehindNAT || path?.relay != nil
                 || [.endpointIndependent, .endpointDependent].contains(RecordFlags.mapping(r.flags))
                 || (path?.heard).map { $0 != r.controlEndpoint } ?? false
-            let settled = path?.relay != nil || path?.isDirect(lastNow) == true
+            let settled = path?.relay != nil || path?.isDirect(lastNow) == true || r.flags & RecordFlags.portMapped != 0
             // Across a NAT, no endpoint until the path is settled (for a while at
             // most): a handshake sent toward an address that cannot work would
             // hold the next one back for 5 s.
@@ -430,6 +453,8 @@ public final class MeshNode {
     /// port) or that address at its WireGuard port (kernel); else its own word.
     private func wireGuardEndpoint(_ r: MemberRecord, _ path: Path?) -> Endpoint? {
         if let relay = path?.relay { return relay.endpoint }
+        // A port-mapped member is reachable from anyone at what it advertises.
+        if r.flags & RecordFlags.portMapped != 0 { return r.wireGuardEndpoints.first }
         if let h = path?.heard, h != r.controlEndpoint {
             guard r.flags & RecordFlags.kernel != 0 else { return h }
             return r.wireGuardEndpoints.first { $0.address == h.address }
@@ -673,7 +698,8 @@ extension MeshNode {
             }
             // Relay: decided by the lower key of the pair, granted to both.
             let theirs = RecordFlags.mapping(r.flags)
-            let hopeless = (nat == .endpointDependent && theirs != .none) || (theirs == .endpointDependent && nat != .none)
+            let mapped = portMapping != nil || r.flags & RecordFlags.portMapped != 0
+            let hopeless = !mapped && ((nat == .endpointDependent && theirs != .none) || (theirs == .endpointDependent && nat != .none))
             let wait = hopeless ? MeshNode.relayAfterHopeless : MeshNode.relayAfter
             if me < id, now - p.since >= wait {
                 let due = p.relay.map { now - $0.at >= MeshNode.relayRefresh } ?? (p.relayAskedAt.map { now - $0 >= .seconds(5) } ?? true)

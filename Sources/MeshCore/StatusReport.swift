@@ -65,16 +65,19 @@ public struct StatusReport: Sendable {
         public var relayDrops: [(String, UInt64)]
         /// STUN answers refused (spoofed source, other transaction, malformed…), by reason.
         public var stunDrops: [(String, UInt64)]
+        /// The router's port mapping (NAT-PMP): what it maps, or why there is none; nil when not tried.
+        public var portMapping: String?
         public init(publicEndpoint: Endpoint?, mapping: String, stunServers: Int, offersRelay: Bool, relayedPairs: Int, relayedPackets: UInt64,
-                    relayDrops: [(String, UInt64)] = [], stunDrops: [(String, UInt64)] = []) {
+                    relayDrops: [(String, UInt64)] = [], stunDrops: [(String, UInt64)] = [], portMapping: String? = nil) {
             self.publicEndpoint = publicEndpoint; self.mapping = mapping; self.stunServers = stunServers
             self.offersRelay = offersRelay; self.relayedPairs = relayedPairs; self.relayedPackets = relayedPackets; self.relayDrops = relayDrops
             self.stunDrops = stunDrops
+            self.portMapping = portMapping
         }
         public static func == (a: NATStatus, b: NATStatus) -> Bool {
             a.publicEndpoint == b.publicEndpoint && a.mapping == b.mapping && a.stunServers == b.stunServers && a.offersRelay == b.offersRelay
                 && a.relayedPairs == b.relayedPairs && a.relayedPackets == b.relayedPackets && a.relayDrops.elementsEqual(b.relayDrops, by: ==)
-                && a.stunDrops.elementsEqual(b.stunDrops, by: ==)
+                && a.stunDrops.elementsEqual(b.stunDrops, by: ==) && a.portMapping == b.portMapping
         }
     }
 
@@ -109,6 +112,7 @@ public struct StatusReport: Sendable {
         if let n = nat {
             t += "nat:        public \(n.publicEndpoint?.description ?? "unknown"), mapping \(n.mapping)\(n.stunServers == 0 ? " (no STUN servers)" : "")"
             t += n.stunDrops.isEmpty ? "\n" : "; STUN answers dropped: " + n.stunDrops.map { "\($0.0) \($0.1)" }.joined(separator: ", ") + "\n"
+            if let pm = n.portMapping { t += "portmap:    \(pm)\n" }
             t += "relay:      \(n.offersRelay ? "offered; \(n.relayedPairs) pair(s), \(n.relayedPackets) packet(s) forwarded" : "not offered")"
             t += n.relayDrops.isEmpty ? "\n" : "; dropped " + n.relayDrops.map { "\($0.0) \($0.1)" }.joined(separator: ", ") + "\n"
         }
@@ -227,6 +231,7 @@ public struct StatusReport: Sendable {
                     o.object { for (r, c) in n.relayDrops { o.field(r, Int(clamping: c)) } }
                     o.key("stunDrops")
                     o.object { for (r, c) in n.stunDrops { o.field(r, Int(clamping: c)) } }
+                    if let pm = n.portMapping { o.field("portMapping", pm) } else { o.nullField("portMapping") }
                 }
             } else {
                 o.nullField("nat")

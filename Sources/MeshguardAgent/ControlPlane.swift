@@ -7,6 +7,7 @@ import Glibc
 #endif
 import MeshBase
 import MeshLinux
+import MeshSystem
 import MeshUserspace
 import Synchronization
 
@@ -109,6 +110,21 @@ func localAddress(toward target: Endpoint?, excluding: IPPrefix) -> IPAddress? {
             if !excluding.contains(a) { return a }
         }
         p = i.pointee.ifa_next
+    }
+    return nil
+}
+
+/// The default IPv4 gateway of this network namespace (/proc/net/route), where
+/// a home router answers NAT-PMP; nil without one.
+func defaultGateway() -> IPAddress? {
+    guard let text = try? Files.readText("/proc/net/route") else { return nil }
+    for line in text.split(separator: "\n").dropFirst() {
+        let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        // Iface Destination Gateway Flags ...: destination 0, flag RTF_GATEWAY (2).
+        guard f.count > 3, f[1] == "00000000", let gw = UInt32(f[2], radix: 16), gw != 0,
+              let flags = UInt32(f[3], radix: 16), flags & 2 != 0 else { continue }
+        // The kernel prints the address's bytes (network order) as a host-order integer.
+        return .v4(IPv4Address(UInt32(bigEndian: gw)))
     }
     return nil
 }

@@ -13,6 +13,7 @@ import MeshDataPlane
 import MeshIdentity
 import MeshLinux
 import MeshNetlink
+import MeshProtocol
 import MeshSWIM
 import MeshSystem
 import MeshWireGuard
@@ -50,6 +51,8 @@ struct Up: ParsableCommand {
     var stunServers: [String] = []
     @Option(help: "Relay WireGuard for members that cannot reach each other: auto (when this node has a public address), on or off (default auto).")
     var relay: RelayPolicy?
+    @Option(name: .customLong("port-mapping"), help: "Ask the home router to forward this node's ports (NAT-PMP) when STUN says it is behind a NAT: auto or off (default auto).")
+    var portMapping: PortMappingPolicy?
     @Option(name: .customLong("control-port"), help: "Control-plane UDP port in kernel mode (default 51821; userspace mode shares the WireGuard port).")
     var controlPort: UInt16?
     @Option(name: .customLong("advertise"), help: ArgumentHelp("The address other members reach this node at (default: the route toward the first seed).", valueName: "ip"))
@@ -99,6 +102,7 @@ struct Up: ParsableCommand {
         var seeds: [String]
         var stunServers: [String]
         var relay: RelayPolicy
+        var portMapping: PortMappingPolicy
         var advertise: String?
         var peersFile: String?
         var runtimeDir: String
@@ -143,6 +147,7 @@ struct Up: ParsableCommand {
             seeds: seeds.isEmpty ? f?.strings("seeds") ?? [] : seeds,
             stunServers: stunServers.isEmpty ? f?.strings("stun-servers") ?? [] : stunServers,
             relay: relay ?? f?.string("relay").flatMap(RelayPolicy.init(rawValue:)) ?? .auto,
+            portMapping: portMapping ?? f?.string("port-mapping").flatMap(PortMappingPolicy.init(rawValue:)) ?? .auto,
             advertise: advertise ?? f?.string("advertise"),
             peersFile: peersFile ?? f?.string("peers-file"),
             runtimeDir: runtime.runtimeDir ?? runtime.environmentPath ?? f?.string("runtime-dir") ?? "/run/meshguard",
@@ -317,6 +322,7 @@ struct Up: ParsableCommand {
                 ("runtime-dir", fresh.runtimeDir != settings.runtimeDir), ("admin-group", fresh.adminGroup != settings.adminGroup),
                 ("metrics-address", fresh.metricsAddress != settings.metricsAddress), ("open", fresh.open != settings.open),
                 ("stun-servers", fresh.stunServers != settings.stunServers), ("relay", fresh.relay != settings.relay),
+                ("port-mapping", fresh.portMapping != settings.portMapping),
             ]
             for (key, changed) in needRestart where changed {
                 Terminal.warn("'\(key)' changed; it applies when the agent restarts")
@@ -398,6 +404,9 @@ struct Up: ParsableCommand {
         }
         var nextRelayExpiry = MonotonicClock.now() + .seconds(10)
         var nextObservation = MonotonicClock.now() + .seconds(2)
+        // Port mapping (NAT-PMP): tried once STUN says this node is behind a NAT and there is a default gateway.
+        var mapper: PortMapper?
+        let mappedPorts = plane.mode == .kernel ? [ctlPort, port] : [ctlPort]
         membershipTrustChanged = { node.setTrust($0) }
         var currentSeeds = seedList
         membershipSeedsChanged = { seeds in
@@ -437,7 +446,8 @@ struct Up: ParsableCommand {
         var eventCounts: [String: UInt64] = [:]
         func pump(_ now: Instant) {
             for (bytes, from) in transport.receiveAll() {
-                // STUN answers share the control port; everything else is an envelope (or dropped and counted).
+                // STUN and NAT-PMP answers share the control port; everything else is an envelope (or dropped and counted).
+                if mapper != nil, mapper!.receive(bytes, from: from, now: now) { continue }
                 if bytes.first.map({ $0 & 0xC0 == 0 }) == true, stun.receive(bytes, from: from, now: now) { continue }
                 node.receive(bytes, from: from, now: now)
             }
@@ -447,6 +457,20 @@ struct Up: ParsableCommand {
                 Terminal.info("nat: public endpoint \(stun.reflexive?.description ?? "unknown"), mapping \(stun.mapping.rawValue)\(node.offersRelay ? "; offering to relay" : "")")
             }
             while let (bytes, to) = stun.pollTransmit() { transport.send(bytes, to: to) }
+            if settings.portMapping == .auto, mapper == nil, node.isBehindNAT, let gateway = defaultGateway() {
+                mapper = PortMapper(gateway: Endpoint(gateway, port: NATPMP.port), ports: mappedPorts)
+                mapper!.start(now: now)
+                Terminal.info("portmap: asking the router at \(gateway) to forward UDP \(mappedPorts.map(String.init).joined(separator: ", ")) (NAT-PMP)")
+            }
+            if mapper != nil {
+                mapper!.handleTimers(now: now)
+                if mapper!.takeChanges() {
+                    let m = mapper!.mappings
+                    node.setPortMapping(control: m[ctlPort], wireGuard: plane.mode == .kernel ? m[port] : nil, now: now)
+                    Terminal.info("portmap: \(m.isEmpty ? "no mapping" : m.sorted { $0.key < $1.key }.map { "UDP \($0.key) -> \($0.value)" }.joined(separator: ", "))")
+                }
+                while let (bytes, to) = mapper!.pollTransmit() { transport.send(bytes, to: to) }
+            }
             // A public node tells kernel-mode members behind NATs where their kernel's WireGuard socket is seen.
             if node.nat == .none, now >= nextObservation {
                 nextObservation = now + .seconds(5)
@@ -496,6 +520,14 @@ struct Up: ParsableCommand {
             }
         }
 
+        func portMappingLine() -> String? {
+            guard let m = mapper else { return nil }
+            if let e = m.mappings[ctlPort] {
+                let wg = plane.mode == .kernel ? m.mappings[port].map { ", WireGuard \($0)" } ?? "" : ""
+                return "\(e)\(wg) (NAT-PMP, router \(m.gateway.address))"
+            }
+            return "none (\(m.failure ?? (m.isWaiting ? "asking the router at \(m.gateway.address)" : "no mapping")))"
+        }
         func report() -> StatusReport {
             let snapshot = (try? plane.snapshot())?.peers ?? []
             let configured = Dictionary(peers.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
@@ -530,7 +562,8 @@ struct Up: ParsableCommand {
                                                             offersRelay: node.offersRelay && relayForwarder != nil,
                                                             relayedPairs: relayForwarder?.allocations ?? 0, relayedPackets: relayForwarder?.forwarded.packets ?? 0,
                                                             relayDrops: (relayForwarder?.drops ?? [:]).map { ($0.key.rawValue, $0.value) }.sorted { $0.0 < $1.0 },
-                                                            stunDrops: stun.drops.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 }))
+                                                            stunDrops: stun.drops.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 },
+                                                            portMapping: portMappingLine()))
         }
         /// Answers every waiting control connection; true when one asked the agent to go down.
         func serveControl() -> Bool {
@@ -568,6 +601,7 @@ struct Up: ParsableCommand {
                 var timeout: Duration = .seconds(1)
                 if let d = node.nextDeadline() { timeout = min(timeout, max(.zero, d - now)) }
                 if let d = stun.nextDeadline() { timeout = min(timeout, max(.zero, d - now)) }
+                if let d = mapper?.nextDeadline() { timeout = min(timeout, max(.zero, d - now)) }
                 if let w = systemd?.watchdogInterval { timeout = min(timeout, max(.zero, lastWatchdog + w - now)) }
                 if systemd != nil, !isReady { timeout = min(timeout, max(.zero, readyBy - now)) }
                 guard (try? poller.wait(timeout: timeout)) != nil else { break }
@@ -592,6 +626,7 @@ struct Up: ParsableCommand {
             }
             // A graceful leave: tell the others, give the messages a moment to go out.
             systemd?.stopping()
+            mapper?.stop(now: MonotonicClock.now())   // the router forgets our ports (sent by the pumps below)
             node.leave(now: MonotonicClock.now())
             let leaveUntil = MonotonicClock.now() + .milliseconds(500)
             while MonotonicClock.now() < leaveUntil, let d = node.nextDeadline() {
@@ -629,6 +664,11 @@ struct Up: ParsableCommand {
 
 extension DataPlaneMode: ExpressibleByArgument {}
 extension RelayPolicy: ExpressibleByArgument {}
+
+/// Whether `up` asks the home router for port mappings (NAT-PMP).
+enum PortMappingPolicy: String, CaseIterable, ExpressibleByArgument {
+    case auto, off
+}
 
 extension String {
     func trimmingSpaces() -> String {

@@ -28,6 +28,8 @@ final class NATBox {
     private var allowed: [UInt16: Set<Endpoint>] = [:]
     private var nextPort: UInt16 = 40000
     var dropped = 0
+    /// Port mappings (NAT-PMP): public port -> inside endpoint, open to anyone.
+    var forwarded: [UInt16: Endpoint] = [:]
 
     init(_ kind: Kind, _ ip: IPAddress) { self.kind = kind; publicIP = ip }
 
@@ -47,6 +49,11 @@ final class NATBox {
     }
 
     func inbound(to port: UInt16, from remote: Endpoint) -> Endpoint? {
+        if let e = forwarded[port] {
+            // Replies to this remote leave from the mapped port (conntrack of the forwarded flow).
+            mappings["\(e)>\(remote)"] = port
+            return e
+        }
         guard let e = inside[port], allowed[port]?.contains(remote) == true else { dropped += 1; return nil }
         return e
     }
@@ -261,6 +268,28 @@ final class NATLab {
         #expect(suspicions == 0 && deaths == 0)
         for i in 1..<7 { for j in 1..<7 where i != j { #expect(lab.path(i, j) == .relayed(via: lab.key(0).raw), "\(i)-\(j)") } }
         #expect(lab.relay.table.allocations.count == 15)
+    }
+
+    /// A member whose router forwards its port (NAT-PMP) is reachable from
+    /// anyone at the mapped endpoint, even behind an endpoint-dependent NAT:
+    /// no relay for it, even from another endpoint-dependent NAT.
+    @Test func aPortMappedMemberIsReachedDirectlyEvenFromEndpointDependentNATs() throws {
+        let lab = try NATLab([nil, .dependent, .dependent])
+        let mapped = Endpoint(.v4(IPv4Address(198, 51, 100, 12)), port: 45000)
+        lab.hosts[2].nat!.forwarded[45000] = NATLab.privateEndpoint
+        lab.hosts[2].node.setPortMapping(control: mapped, wireGuard: nil, now: lab.now)
+        let record = lab.hosts[2].node.currentRecord
+        #expect(record.controlEndpoint == mapped && record.wireGuardEndpoints.first == mapped && record.flags & RecordFlags.portMapped != 0)
+        lab.start()
+        lab.run(for: .seconds(10))
+        #expect(lab.path(1, 2) == .direct && lab.path(2, 1) == .direct)
+        #expect(lab.peer(1, 2)?.endpoint == mapped)
+        #expect(lab.relay.table.allocations.isEmpty)
+        #expect(lab.wireGuard(from: 1, to: 2) && lab.wireGuard(from: 2, to: 1))
+        // The mapping goes away (the router forgot it): relayed again.
+        lab.hosts[2].nat!.forwarded = [:]
+        lab.hosts[2].node.setPortMapping(control: nil, wireGuard: nil, now: lab.now)
+        #expect(lab.hosts[2].node.currentRecord.flags & RecordFlags.portMapped == 0)
     }
 
     @Test func theDirectPathWinsBackWhenItAppears() throws {

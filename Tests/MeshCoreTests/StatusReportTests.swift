@@ -63,10 +63,14 @@ import MeshWireGuard
         var withNAT = report()
         withNAT.nat = .init(publicEndpoint: Endpoint("198.51.100.11:51821"), mapping: "endpoint-independent", stunServers: 2,
                             offersRelay: false, relayedPairs: 0, relayedPackets: 0)
-        #expect(withNAT.json(now: now).hasSuffix(",\"nat\":{\"publicEndpoint\":\"198.51.100.11:51821\",\"mapping\":\"endpoint-independent\",\"stunServers\":2,\"offersRelay\":false,\"relayedPairs\":0,\"relayedPackets\":0,\"relayDrops\":{},\"stunDrops\":{}}}\n"))
+        #expect(withNAT.json(now: now).hasSuffix(",\"nat\":{\"publicEndpoint\":\"198.51.100.11:51821\",\"mapping\":\"endpoint-independent\",\"stunServers\":2,\"offersRelay\":false,\"relayedPairs\":0,\"relayedPackets\":0,\"relayDrops\":{},\"stunDrops\":{},\"portMapping\":null}}\n"))
         var spoofed = withNAT
         spoofed.nat?.stunDrops = [("unexpected source", 2)]
-        #expect(spoofed.json(now: now).contains(",\"stunDrops\":{\"unexpected source\":2}}"))
+        #expect(spoofed.json(now: now).contains(",\"stunDrops\":{\"unexpected source\":2},"))
+        var mapped = withNAT
+        mapped.nat?.portMapping = "198.51.100.15:51821 (NAT-PMP, router 192.168.1.1)"
+        #expect(mapped.text(now: now).contains("portmap:    198.51.100.15:51821 (NAT-PMP, router 192.168.1.1)\nrelay:"))
+        #expect(mapped.json(now: now).contains(",\"portMapping\":\"198.51.100.15:51821 (NAT-PMP, router 192.168.1.1)\"}"))
         #expect(spoofed.text(now: now).contains("mapping endpoint-independent; STUN answers dropped: unexpected source 2\n"))
         let text = withNAT.text(now: now)
         #expect(text.contains("nat:        public 198.51.100.11:51821, mapping endpoint-independent\n") && text.contains("relay:      not offered\n"))
