@@ -105,7 +105,7 @@ public struct PortMapper: Sendable {
             outbox.append(bytes(r))
         }
         guard !isStopped else { return }
-        for (port, m) in mappedPorts where m.renewAt <= now && pending[.map(port)] == nil {
+        for port in mappedPorts.keys.sorted() where mappedPorts[port]!.renewAt <= now && pending[.map(port)] == nil {
             ask(.map(port), now: now)
         }
     }
