@@ -104,6 +104,7 @@ public final class MeshNode {
     private var nextNATTick: Instant
     private var natOutbox: [(bytes: [UInt8], to: Endpoint)] = []
     var lastSynchronize: Instant = .zero
+    var nextCatchUp: Instant = .zero
     /// NAT traversal counters (for status and metrics).
     public private(set) var natCounters = NATCounters()
     /// Control-plane datagrams dropped, by reason.
@@ -532,6 +533,8 @@ struct RelayPath: Equatable {
 }
 
 extension MeshNode {
+    /// A node that does not reach every member directly catches up with a public member this often (or 0.2 s per member).
+    static let catchUpInterval: Duration = .seconds(10)
     /// How often the NAT traversal state is looked at.
     static let natTick: Duration = .milliseconds(250)
     /// A member not heard from directly this long after we learn of it is introduced through a rendezvous.
@@ -682,6 +685,16 @@ extension MeshNode {
     /// relay requests when that fails, refreshes, expiries.
     func traverse(now: Instant) {
         let me = identity.publicKey.raw
+        // Members no one but a few public members reach hear little gossip:
+        // such a node catches up with a public member now and then (a record
+        // update it missed would otherwise wait for anti-entropy).
+        if now >= nextCatchUp, paths.contains(where: { id, p in !p.isDirect(now) && now - p.since >= MeshNode.relayAfterHopeless && isLiveTrustedMember(id) }),
+           let (_, at) = paths.filter({ id, p in
+               p.isDirect(now) && records[id].map { RecordFlags.mapping($0.flags) == .none } == true && isLiveTrustedMember(id)
+           }).compactMap({ id, p in p.heard.map { (id, $0) } }).min(by: { $0.0 < $1.0 }) {
+            nextCatchUp = now + max(MeshNode.catchUpInterval, .milliseconds(200 * Int64(membership.clusterSize)))
+            membership.synchronize(with: at)
+        }
         for (id, var p) in paths {
             guard let r = records[id], let m = membership.member(id), m.state.isLive, isTrusted(r.identity) else { continue }
             if p.isDirect(now) { continue }

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# NAT lab: five agents (userspace mode) on an emulated internet, four of them
+# NAT lab: six agents (userspace mode) on an emulated internet, five of them
 # in homes behind NAT routers that all use the same private subnet, one of
 # them (S) public: the seed and the relay. Checks what the agent learns from
 # STUN (netcheck), that forged or broken STUN answers are refused, how long
 # each pair takes to its first ping, and which path each pair ends up on:
 # punched directly through two endpoint-independent NATs, relayed through S
-# when an endpoint-dependent NAT is in the way.
+# when an endpoint-dependent NAT is in the way, direct to a home whose router
+# forwards a port it asked for with NAT-PMP.
 #
 #   ns pub: bridge br0 = the internet 198.51.100.0/24
 #           coturn STUN on 198.51.100.1 and .2, port 3478 (RFC 5780: also :3479)
@@ -14,19 +15,25 @@
 #   ns hX:  192.168.1.2/24 ── lan 192.168.1.1 │ rX │ wan 198.51.100.1N ── br0
 #           A (.11), B (.12): endpoint-independent NAT (nft masquerade)
 #           C (.13), D (.14): endpoint-dependent NAT   (nft masquerade fully-random)
+#           E (.15): endpoint-dependent NAT too, and rE runs miniupnpd (Debian's
+#             miniupnpd-nftables): NAT-PMP/PCP on 192.168.1.1:5351, which
+#             learns its external address by STUN (coturn, 198.51.100.1)
 #           every router drops unsolicited inbound (ct state new,invalid on wan),
 #           as real CPE does; without that, Linux conntrack breaks hole punching.
+#           rE accepts what it DNATs (a NAT-PMP mapping) before that drop.
 #
 # The lab's own plumbing is checked first, without the agent: a plain python3
 # STUN client sees the expected mappings, a python3 hole punch works between
 # hA and hB and fails between hC and hD, S is reachable from every home and
-# no router lets unsolicited traffic in.
+# no router lets unsolicited traffic in; a python3 NAT-PMP client in hE gets
+# rE's external address and a mapping of UDP 51821 that S (a stranger to hE)
+# can reach, and after deleting it S no longer can.
 #
-# Benchmark: NAT_LAB_RUNS=N (default 1) restarts the five agents N times and
+# Benchmark: NAT_LAB_RUNS=N (default 1) restarts the six agents N times and
 # prints the median and maximum time to first ping per kind of pair.
 # NAT_LAB_PING_LIMIT=S (default 60) is how long a pair may take to its first ping.
 source "$(dirname "$0")/lib.sh"
-need ip wg ping python3 nft turnserver conntrack timeout
+need ip wg ping python3 nft turnserver conntrack timeout miniupnpd
 [[ -x $AGENT ]] || { echo "FAIL: $AGENT not built"; exit 1; }
 RUNS=${NAT_LAB_RUNS:-1}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "FAIL: NAT_LAB_RUNS must be a positive integer, not '$RUNS'"; exit 1; }
@@ -38,10 +45,10 @@ tmp=$(mktemp -d /tmp/mg-natlab.XXXXXX)
 trap 'cleanup; rm -rf "$tmp"' EXIT
 
 PUB=mgnat-pub-$RUN
-declare -A NS=([S]=mgnat-S-$RUN) ROUTER=() WAN=([A]=198.51.100.11 [B]=198.51.100.12 [C]=198.51.100.13 [D]=198.51.100.14)
-declare -A NAT=([A]=eim [B]=eim [C]=edm [D]=edm)
-HOMES=(A B C D)
-NODES=(S A B C D)
+declare -A NS=([S]=mgnat-S-$RUN) ROUTER=() WAN=([A]=198.51.100.11 [B]=198.51.100.12 [C]=198.51.100.13 [D]=198.51.100.14 [E]=198.51.100.15)
+declare -A NAT=([A]=eim [B]=eim [C]=edm [D]=edm [E]=edm-pmp)
+HOMES=(A B C D E)
+NODES=(S A B C D E)
 S_IP=198.51.100.3
 STUN1=198.51.100.1:3478 STUN2=198.51.100.2:3478
 FAKE=198.51.100.4:3478
@@ -56,6 +63,10 @@ cat > "$tmp/stunlab.py" <<'PY'
 # stunlab.py map LPORT SERVER...          mapped address per server, one socket
 # stunlab.py punch NAME PEER LPORT RDV STUNSERVER   rendezvous by file, then punch
 # stunlab.py fake IP PORT ALTPORT LOG     a hostile STUN server (see below)
+# stunlab.py natpmp LPORT addr            NAT-PMP (RFC 6886) to the gateway 192.168.1.1:5351
+# stunlab.py natpmp LPORT map IPORT LIFE  from local port LPORT (LIFE 0: delete)
+# stunlab.py listen LPORT SECONDS READY   the first probe datagram to LPORT
+# stunlab.py send ADDR COUNT              COUNT probe datagrams, from a fresh port
 import os, socket, struct, sys, time, zlib
 COOKIE = 0x2112A442
 def addr(s): h, p = s.rsplit(":", 1); return (h, int(p))
@@ -138,6 +149,48 @@ if cmd == "fake":
         s.sendto(success(bytes(b ^ 0x5A for b in txid), src[0], src[1]), src)
         s.sendto(good[:26], src)
         a.sendto(good, src)
+if cmd == "natpmp":
+    # One request, retransmitted from 250 ms, doubling (RFC 6886 3.1), four times.
+    # Prints "external IP epoch N" or "udp IPORT -> EPORT lifetime L"; exit 0 on
+    # result 0, 1 on another result code ("result N"), 2 without an answer.
+    gw = ("192.168.1.1", 5351)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[2])))
+    if sys.argv[3] == "addr":
+        op, req = 0, struct.pack("!BB", 0, 0)
+    else:
+        iport, life = int(sys.argv[4]), int(sys.argv[5])
+        op, req = 1, struct.pack("!BBHHHI", 0, 1, 0, iport, iport if life else 0, life)
+    wait = 0.25
+    for _ in range(4):
+        s.sendto(req, gw); end = time.time() + wait; wait *= 2
+        while (left := end - time.time()) > 0:
+            s.settimeout(left)
+            try: d, src = s.recvfrom(64)
+            except socket.timeout: break
+            if src != gw or len(d) < 12 or d[0] != 0 or d[1] != 128 + op: continue
+            rc, epoch = struct.unpack("!HI", d[2:8])
+            if rc: print(f"result {rc}"); sys.exit(1)
+            if op == 0: print(f"external {socket.inet_ntoa(d[8:12])} epoch {epoch}"); sys.exit(0)
+            if len(d) < 16: continue
+            i, e, l = struct.unpack("!HHI", d[8:16])
+            if i != iport: continue
+            print(f"udp {i} -> {e} lifetime {l}"); sys.exit(0)
+    print("no answer"); sys.exit(2)
+if cmd == "listen":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[2])))
+    open(sys.argv[4], "w").close()
+    end = time.time() + float(sys.argv[3])
+    while (left := end - time.time()) > 0:
+        s.settimeout(left)
+        try: data, src = s.recvfrom(2048)
+        except socket.timeout: break
+        if data.startswith(b"probe"): print(f"got '{data.decode()}' from {src[0]}:{src[1]}"); sys.exit(0)
+    print(f"nothing in {sys.argv[3]} s"); sys.exit(1)
+if cmd == "send":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 0)); port = s.getsockname()[1]
+    for i in range(int(sys.argv[3])):
+        s.sendto(f"probe {i} from port {port}".encode(), addr(sys.argv[2])); time.sleep(0.05)
+    print(f"sent {sys.argv[3]} probes to {sys.argv[2]} from port {port}")
 PY
 # helper CMD...: a helper job; wait_bg waits for the helpers only (the agents and
 # the STUN servers are background jobs too, so a bare `wait` would never return).
@@ -160,9 +213,66 @@ done
 check "coturn listens on 198.51.100.1/.2 ports 3478/3479, the fake STUN server on $FAKE" \
     listening 198.51.100.1:3478 198.51.100.2:3478 198.51.100.1:3479 198.51.100.2:3479 198.51.100.4:3478
 
+# ---------------------------------------------------------------- the NAT-PMP server on rE (miniupnpd)
+# In the foreground (-d: it logs on stderr too), with its config, pid and lease
+# files here. It first runs its STUN test against coturn (natlab.sh says why),
+# then opens 192.168.1.1:5351.
+PMPLEASES=$tmp/miniupnpd.leases
+natlab_miniupnpd_conf "${STUN1%:*}" "${STUN1#*:}" "$PMPLEASES" >"$tmp/miniupnpd.conf"
+ip netns exec "${ROUTER[E]}" miniupnpd -d -f "$tmp/miniupnpd.conf" -P "$tmp/miniupnpd.pid" >"$tmp/miniupnpd.log" 2>&1 &
+PMPD=$!; PIDS+=($!)
+pmp_listening() { ip netns exec "${ROUTER[E]}" ss -Huln | grep -qF " 192.168.1.1:5351 "; }
+for _ in $(seq 150); do
+    grep -q 'Listening for NAT-PMP/PCP traffic' "$tmp/miniupnpd.log" && break
+    kill -0 "$PMPD" 2>/dev/null || break
+    sleep 0.1
+done
+check "rE runs miniupnpd: NAT-PMP/PCP on 192.168.1.1:5351" pmp_listening
+check "rE's miniupnpd found ${WAN[E]} by STUN and enabled port forwarding (its STUN test reached it unfiltered)" \
+    grep -q 'Port forwarding is now enabled' "$tmp/miniupnpd.log"
+# pmp_rules: rE's mappings, as miniupnpd keeps them: its DNAT chain and its lease file
+# (lines PROTO:EPORT:IADDR:IPORT:EXPIRY:DESCRIPTION).
+pmp_rules() { ip netns exec "${ROUTER[E]}" nft list chain inet natlab prerouting_miniupnpd; cat "$PMPLEASES" 2>/dev/null || true; }
+pmp_mapped() {  # [RULES-FILE]: rE maps a UDP port to 192.168.1.2:51821 (DNAT and lease)
+    local r; if (($#)); then r=$(cat "$1"); else r=$(pmp_rules 2>&1); fi
+    grep -q 'dnat ip to 192.168.1.2:51821$' <<<"$r" && grep -q '^UDP:[0-9]*:192.168.1.2:51821:' <<<"$r"
+}
+# shellcheck disable=SC2120 # check passes the file
+pmp_unmapped() {  # [RULES-FILE]: neither a DNAT nor a lease for 192.168.1.2:51821
+    local r; if (($#)); then r=$(cat "$1"); else r=$(pmp_rules 2>&1); fi
+    ! grep -q '192.168.1.2:51821' <<<"$r"
+}
+
 # ---------------------------------------------------------------- the lab itself, without the agent
+# NAT-PMP from hE, by hand: the external address, a mapping of 51821 (lifetime
+# 60 s), then its deletion; S (which never sent anything to hE) probes rE's wan
+# address before, during and after, from a fresh port each time: a flow that
+# is already through the DNAT survives the deletion (conntrack), a new one not.
+pmp_probe() {  # NAME PORT: hE listens on 51821, S sends to rE's PORT; result in $tmp/pmp.NAME
+    local l
+    ip netns exec "${NS[E]}" python3 "$tmp/stunlab.py" listen 51821 1.5 "$tmp/pmp.$1.ready" >"$tmp/pmp.$1" 2>&1 & l=$!
+    for _ in $(seq 40); do [[ -e $tmp/pmp.$1.ready ]] && break; sleep 0.05; done
+    ip netns exec "${NS[S]}" python3 "$tmp/stunlab.py" send "${WAN[E]}:$2" 10 >"$tmp/pmp.$1.sent" 2>&1 || true
+    wait "$l" || true
+}
+natpmp() { ip netns exec "${NS[E]}" python3 "$tmp/stunlab.py" natpmp 51821 "$@"; }
+pmp_lab() {
+    local ext
+    pmp_probe before 51821
+    natpmp addr >"$tmp/pmp.addr" 2>&1 || true
+    natpmp map 51821 60 >"$tmp/pmp.map" 2>&1 || true
+    ext=$(awk '$1 == "udp" && $2 == 51821 && $4 > 0 {print $4}' "$tmp/pmp.map")
+    pmp_rules >"$tmp/pmp.rules.mapped" 2>&1 || true
+    [[ -n $ext ]] && pmp_probe during "$ext"
+    natpmp map 51821 0 >"$tmp/pmp.unmap" 2>&1 || true
+    pmp_rules >"$tmp/pmp.rules.unmapped" 2>&1 || true
+    [[ -n $ext ]] && pmp_probe after "$ext"
+    echo "$ext" >"$tmp/pmp.ext"
+}
+
 echo "lab:"
-for n in S A C; do helper ip netns exec "${NS[$n]}" python3 "$tmp/stunlab.py" map 42000 "$STUN1" "$STUN2" >"$tmp/map.$n" 2>&1; done
+for n in S A C E; do helper ip netns exec "${NS[$n]}" python3 "$tmp/stunlab.py" map 42000 "$STUN1" "$STUN2" >"$tmp/map.$n" 2>&1; done
+helper pmp_lab
 rdv1=$(mktemp -d "$tmp/rdv.XXXX") rdv2=$(mktemp -d "$tmp/rdv.XXXX")
 ip netns exec "${NS[A]}" python3 "$tmp/stunlab.py" punch A B 41000 "$rdv1" "$STUN1" >"$tmp/punch.A" 2>&1 & pa=$!
 ip netns exec "${NS[B]}" python3 "$tmp/stunlab.py" punch B A 41000 "$rdv1" "$STUN1" >"$tmp/punch.B" 2>&1 & pb=$!
@@ -175,7 +285,13 @@ rpa=0 rpb=0 rpc=0 rpd=0
 wait $pa || rpa=$?; wait $pb || rpb=$?; wait $pc || rpc=$?; wait $pd || rpd=$?
 wait_bg
 sed 's/^/    stun from S: /' "$tmp/map.S"; sed 's/^/    stun from hA: /' "$tmp/map.A"; sed 's/^/    stun from hC: /' "$tmp/map.C"
+sed 's/^/    stun from hE: /' "$tmp/map.E"
 cat "$tmp"/punch.? | sed 's/^/    punch: /'
+pmp_ext=$(cat "$tmp/pmp.ext" 2>/dev/null || true)
+for f in addr map unmap; do sed "s/^/    NAT-PMP from hE, $f: /" "$tmp/pmp.$f" 2>/dev/null || true; done
+for f in before during after; do
+    [[ -e $tmp/pmp.$f ]] && echo "    S -> ${WAN[E]}:${pmp_ext:-51821} $f the mapping: $(cat "$tmp/pmp.$f.sent" 2>/dev/null); hE: $(cat "$tmp/pmp.$f")"
+done
 mapped_port() { awk -v s="$2" '$1 == s {print $2}' "$tmp/map.$1"; }
 check "lab: S is not behind NAT (STUN sees 198.51.100.3:42000 from both servers)" \
     test "$(mapped_port S "$STUN1") $(mapped_port S "$STUN2")" = "198.51.100.3:42000 198.51.100.3:42000"
@@ -185,8 +301,21 @@ check "lab: hC's NAT maps endpoint-dependently (a different public port per serv
     bash -c '[[ $1 == '"${WAN[C]}"':* && $2 == '"${WAN[C]}"':* && $1 != "$2" ]]' _ "$(mapped_port C "$STUN1")" "$(mapped_port C "$STUN2")"
 check "lab: a plain UDP hole punch works between hA and hB (both endpoint-independent)" test "$rpa$rpb" = 00
 check "lab: a plain UDP hole punch fails between hC and hD (both endpoint-dependent)" test "$rpc$rpd" = 11
-check "lab: S is reachable from every home" test "$(cat "$tmp"/reach.? 2>/dev/null | wc -l)" -eq 4
+check "lab: S is reachable from every home" test "$(cat "$tmp"/reach.? 2>/dev/null | wc -l)" -eq "${#HOMES[@]}"
 check "lab: routers drop unsolicited inbound traffic (S cannot ping rA's wan address)" test ! -e "$tmp/leak.ping"
+check "lab: hE's NAT maps endpoint-dependently (a different public port per server)" \
+    bash -c '[[ $1 == '"${WAN[E]}"':* && $2 == '"${WAN[E]}"':* && $1 != "$2" ]]' _ "$(mapped_port E "$STUN1")" "$(mapped_port E "$STUN2")"
+check "lab: without a mapping, S's datagrams to ${WAN[E]}:51821 do not reach hE (rE drops unsolicited inbound)" \
+    grep -q '^nothing' "$tmp/pmp.before"
+check "lab: NAT-PMP from hE: rE's external address is ${WAN[E]}" grep -Eq "^external ${WAN[E]//./\\.} epoch" "$tmp/pmp.addr"
+check "lab: NAT-PMP from hE: UDP 51821 is mapped (to ${WAN[E]}:${pmp_ext:-none}, lifetime 60 s)" \
+    grep -Eq '^udp 51821 -> [1-9][0-9]* lifetime [1-9]' "$tmp/pmp.map"
+check "lab: rE's miniupnpd holds the mapping: a DNAT to 192.168.1.2:51821 and a lease" pmp_mapped "$tmp/pmp.rules.mapped"
+check "lab: through the mapping, S (a stranger to hE) reaches hE's port 51821 from its own address" \
+    grep -q "^got 'probe .* from $S_IP:" "$tmp/pmp.during"
+check "lab: NAT-PMP from hE: deleting the mapping (lifetime 0) is acknowledged" grep -Eq '^udp 51821 -> [0-9]+ lifetime 0$' "$tmp/pmp.unmap"
+check "lab: after the deletion, rE has neither the DNAT nor the lease" pmp_unmapped "$tmp/pmp.rules.unmapped"
+check "lab: after the deletion, S's datagrams (a new flow) no longer reach hE" grep -q '^nothing' "$tmp/pmp.after"
 
 # ---------------------------------------------------------------- identities: everyone trusts everyone
 for n in "${NODES[@]}"; do
@@ -261,14 +390,15 @@ path_of() {  # X Y: how X reaches Y, from its data plane
     case $ep in
         "" | "(none)") echo "no endpoint" ;;
         "$S_IP":*) [[ $2 == S ]] && echo "direct" || echo "relayed via S" ;;
-        198.51.100.1[1-4]:*) echo "direct" ;;
+        198.51.100.1[1-5]:*) echo "direct" ;;
         *) echo "endpoint $ep" ;;
     esac
 }
-PAIRS=(A-B C-D A-C B-D A-D B-C A-S B-S C-S D-S)
-kind() {
+PAIRS=(A-B C-D A-C B-D A-D B-C A-S B-S C-S D-S E-S E-A E-C E-D)
+kind() {  # E's router maps E's port with NAT-PMP: PMP-*
     case $1 in
-        A-B) echo "EIM-EIM" ;; C-D) echo "EDM-EDM" ;; *-S) echo "home-S" ;; *) echo "EIM-EDM" ;;
+        A-B) echo "EIM-EIM" ;; C-D) echo "EDM-EDM" ;; E-S) echo "PMP-S" ;; E-A) echo "PMP-EIM" ;; E-*) echo "PMP-EDM" ;;
+        *-S) echo "home-S" ;; *) echo "EIM-EDM" ;;
     esac
 }
 # first_ping RUN X Y T0: poll X -> Y's mesh IPv4 until it answers; "MS PATH" or "none WHY" in a file.
@@ -318,10 +448,13 @@ path_checks=(
     "B S $S_IP:51821 the seed"
     "C S $S_IP:51821 the seed"
     "D S $S_IP:51821 the seed"
+    "E S $S_IP:51821 the seed"
+    "C E ${WAN[E]}:* direct: E's port mapping lets anyone in, even from an endpoint-dependent NAT"
+    "A E ${WAN[E]}:* direct, through E's port mapping"
 )
 all_paths() { for c in "${path_checks[@]}"; do read -r x y pat _ <<<"$c"; want_path "$x" "$y" "$pat" || return 1; done; }
 # Paths may still be settling (a relayed pair upgraded to direct): allow a few seconds while agents run.
-for _ in $(seq 50); do all_paths && break; alive A || alive B || alive C || alive D || break; sleep 0.2; done
+for _ in $(seq 50); do all_paths && break; alive A || alive B || alive C || alive D || alive E || break; sleep 0.2; done
 for c in "${path_checks[@]}"; do
     read -r x y pat why <<<"$c"
     ep=$(endpoint "$x" "$y")
@@ -355,7 +488,17 @@ check "ping B -> A over mesh IPv6 (${V6[A]})" test -e "$tmp/v6.B-A"
 st=$("$AGENT" status --runtime-dir "$tmp/runA" 2>&1) && st_rc=0 || st_rc=$?
 sed -n '/^members:/p' <<<"$st" | sed 's/^/  A: /'
 check "status of A answers" test "$st_rc" -eq 0
-check "status of A lists 4 members alive (S, B, C, D)" grep -Eq '^members: +4 alive(,|$)' <<<"$st"
+check "status of A lists 5 members alive (S, B, C, D, E)" grep -Eq '^members: +5 alive(,|$)' <<<"$st"
+# E's port mapping, from E's agent and from rE's miniupnpd.
+stE=$("$AGENT" status --runtime-dir "$tmp/runE" 2>&1) || true
+grep -E '^(portmap|members):' <<<"$stE" | sed 's/^/  E: /' || true
+echo "  rE's mappings: $(pmp_rules 2>&1 | grep -E 'dnat|^[A-Z]+:' | tr -s '\t\n' '  ')"
+check "status of E: portmap: ${WAN[E]}:<port> (rE mapped E's port 51821 by NAT-PMP)" grep -Eq "^portmap:.*${WAN[E]//./\\.}:[0-9]" <<<"$stE"
+check "rE's miniupnpd maps a UDP port to hE's 51821 while E's agent runs (a DNAT and a lease)" pmp_mapped
+pm_port=$(grep -Eo "^portmap:.*${WAN[E]//./\\.}:[0-9]+" <<<"$stE" | head -n1 | sed 's/.*://' || true)
+lease_port=$( { cat "$PMPLEASES" 2>/dev/null || true; } | awk -F: '$1 == "UDP" && $3 == "192.168.1.2" && $4 == 51821 {print $2; exit}')
+check "E advertises the port rE really maps (status ${pm_port:-none}, lease ${lease_port:-none})" \
+    bash -c '[[ -n $1 && $1 == "$2" ]]' _ "$pm_port" "$lease_port"
 
 # ---------------------------------------------------------------- 7. the relay forwards WireGuard only
 # From elsewhere on the internet (198.51.100.4), to the relay port S gave A for C:
@@ -385,7 +528,7 @@ import json, sys
 b = eval(sys.argv[2]); d = json.loads(sys.argv[1])["nat"]["relayDrops"]
 assert d.get("wrong_source", 0) - b.get("wrong_source", 0) >= 2, d' "$relay_json" "$drops_before"
 check "relay: A and C still reach each other through S afterwards" ip netns exec "${NS[A]}" ping -c1 -W2 "${V4[C]}"
-check "relay: S relays for the pairs with C or D (5 pairs)" python3 -c '
+check "relay: S relays the 5 pairs of C or D with A, B or each other (not E's: E is port-mapped)" python3 -c '
 import json, sys
 n = json.loads(sys.argv[1])["nat"]
 assert n["offersRelay"] and n["relayedPairs"] == 5 and n["relayedPackets"] > 0, n' "$relay_json"
@@ -415,6 +558,8 @@ if ((FAILS)); then
             echo "--- conntrack on r$h, port 51821:"
             { ip netns exec "${ROUTER[$h]}" conntrack -L -p udp 2>/dev/null || true; } | grep -E 'port=51821' | sed 's/^/    /' || true
         done
+        echo "--- rE's ruleset and leases:"
+        { ip netns exec "${ROUTER[E]}" nft list table inet natlab 2>&1 || true; cat "$PMPLEASES" 2>/dev/null || true; } | sed 's/^/    /'
     } >"$tmp/diag" 2>&1
 fi
 
@@ -424,8 +569,12 @@ for run in $(seq 2 "$RUNS"); do
     measure "$run"
 done
 stop_agents
+# E's agent deletes its mapping when it stops (NAT-PMP, lifetime 0); the check
+# above ("while E's agent runs") says whether there was one.
+for _ in $(seq 20); do pmp_unmapped && break; sleep 0.1; done
+check "rE's miniupnpd no longer maps a port to hE's 51821 after E's agent stopped (no DNAT, no lease)" pmp_unmapped
 if ((RUNS > 1)); then echo "time to first ping over $RUNS runs, per kind of pair:"; fi
-for k in EIM-EIM EDM-EDM EIM-EDM home-S; do
+for k in EIM-EIM EDM-EDM EIM-EDM home-S PMP-EIM PMP-EDM PMP-S; do
     samples=() failed=0
     for run in $(seq 1 "$RUNS"); do for p in "${PAIRS[@]}"; do
         [[ $(kind "$p") == "$k" ]] || continue
@@ -443,6 +592,7 @@ done
 if ((FAILS)); then
     for n in "${NODES[@]}"; do echo "--- log of $n (last 15 lines):"; tail -n 15 "$tmp/$n.log" | sed 's/^/    /'; done
     echo "--- coturn (last 5 lines):"; tail -n 5 "$tmp/coturn.log" | sed 's/^/    /'
+    echo "--- miniupnpd on rE (last 15 lines, without its nft callbacks):"; { grep -v 'table_cb(' "$tmp/miniupnpd.log" || true; } | tail -n 15 | sed 's/^/    /'
     [[ -e $tmp/diag ]] && cat "$tmp/diag"
 fi
 echo "nat-lab: elapsed $(( ($(now_ms) - start_ms) / 1000 )) s"

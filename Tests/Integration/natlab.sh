@@ -7,12 +7,13 @@
 #   ns ${NS[h]}: 192.168.1.2/24 ── lan 192.168.1.1 │ ${ROUTER[h]} │ wan ${WAN[h]} ── br0
 #
 # ${NAT[h]} is eim (`masquerade`: Linux keeps the source port when it is free,
-# so the mapping is endpoint-independent) or edm (`masquerade fully-random`: a
-# new port per destination). Every router drops unsolicited inbound traffic
-# (`ct state new,invalid` from wan), as real CPE does: without it, a punch
-# that arrives before the home has sent anything is answered by ICMP and
-# confirms a conntrack entry that makes the NAT remap the home's own flow, so
-# punching fails. Chain names must not be `fwd` (an nft keyword), and nft
+# so the mapping is endpoint-independent), edm (`masquerade fully-random`: a
+# new port per destination) or edm-pmp (edm, and the caller runs a NAT-PMP/PCP
+# server on the router: natlab_pmp_rules, natlab_miniupnpd_conf). Every router
+# drops unsolicited inbound traffic (`ct state new,invalid` from wan), as real
+# CPE does: without it, a punch that arrives before the home has sent anything
+# is answered by ICMP and confirms a conntrack entry that makes the NAT remap
+# the home's own flow, so punching fails. Chain names must not be `fwd` (an nft keyword), and nft
 # spells `fully-random` (iptables: `random-fully`).
 #
 # The caller defines netns NAME (create it, lo up) and the variables above.
@@ -45,6 +46,7 @@ natlab_build() {
         ip -n "$n" addr add 192.168.1.2/24 dev eth0; ip -n "$n" link set eth0 up
         ip -n "$n" route add default via 192.168.1.1
         ip netns exec "$r" sysctl -qw net.ipv4.ip_forward=1
+        if [[ ${NAT[$h]} == edm-pmp ]]; then natlab_pmp_rules "$r" || return 1; continue; fi
         masq=masquerade; [[ ${NAT[$h]} == edm ]] && masq="masquerade fully-random"
         ip netns exec "$r" nft -f - <<NFT || { echo "  FAIL: the nft ruleset of $r was refused"; return 1; }
 table ip natlab {
@@ -54,4 +56,62 @@ table ip natlab {
 }
 NFT
     done
+}
+
+# natlab_pmp_rules ROUTER: the ruleset of an edm-pmp router. One inet table
+# (miniupnpd-nftables 2.3.1 adds its rules with family inet, to the table and
+# chains named in its config; it creates none itself, and Debian's nft_init.sh
+# is broken: it sources the iptables helpers of the miniupnpd package). Three
+# differences from an edm router, all needed by miniupnpd:
+# - prerouting/postrouting jump to miniupnpd's chains (its DNAT per mapping);
+# - forward accepts what was DNATed (`ct status dnat`, as real CPE does) before
+#   the drop of unsolicited inbound;
+# - the router's own traffic is not NATed (`ip saddr 192.168.1.0/24`) and input
+#   jumps to miniupnpd's filter chain before the drop. 198.51.100.0/24 is a
+#   reserved range (TEST-NET-2): miniupnpd refuses it as its external address
+#   and learns it with its STUN test instead (ext_perform_stun), which needs
+#   its four probe ports to keep their numbers and to hear the STUN server's
+#   other address and port. miniupnpd opens those ports in its filter chain
+#   ("stun test" rules) during the test only; its per-mapping filter rules
+#   land there too but never match in input (they match the LAN address).
+natlab_pmp_rules() {
+    ip netns exec "$1" nft -f - <<NFT || { echo "  FAIL: the nft ruleset of $1 was refused"; return 1; }
+table inet natlab {
+  chain natpre { type nat hook prerouting priority dstnat; policy accept; jump prerouting_miniupnpd; }
+  chain natpost { type nat hook postrouting priority srcnat; policy accept; jump postrouting_miniupnpd; oifname "wan" ip saddr 192.168.1.0/24 masquerade fully-random; }
+  chain natinput { type filter hook input priority filter; policy accept; iifname "wan" jump miniupnpd; iifname "wan" ct state new,invalid drop; }
+  chain natforward { type filter hook forward priority filter; policy accept; iifname "wan" ct status dnat accept; iifname "wan" ct state new,invalid drop; }
+  chain miniupnpd { }
+  chain prerouting_miniupnpd { }
+  chain postrouting_miniupnpd { }
+}
+NFT
+}
+
+# natlab_miniupnpd_conf STUN-HOST STUN-PORT LEASE-FILE: the config of miniupnpd
+# on an edm-pmp router, run there in the foreground by the caller:
+#   ip netns exec ROUTER miniupnpd -d -f CONF -P PIDFILE
+# NAT-PMP and PCP (enable_natpmp enables both in 2.3.1; there is no
+# enable_pcp_pmp yet), no UPnP; the LAN may map its own ports 1024-65535.
+natlab_miniupnpd_conf() {
+    cat <<CONF
+ext_ifname=wan
+ext_perform_stun=yes
+ext_stun_host=$1
+ext_stun_port=$2
+listening_ip=lan
+ipv6_disable=yes
+enable_natpmp=yes
+enable_upnp=no
+secure_mode=yes
+system_uptime=no
+lease_file=$3
+upnp_table_name=natlab
+upnp_nat_table_name=natlab
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+allow 1024-65535 192.168.1.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+CONF
 }
