@@ -104,6 +104,7 @@ public final class MeshNode {
     private var nextNATTick: Instant
     private var natOutbox: [(bytes: [UInt8], to: Endpoint)] = []
     var lastSynchronize: Instant = .zero
+    var pathEvents: [PathEvent] = []
     var nextCatchUp: Instant = .zero
     /// NAT traversal counters (for status and metrics).
     public private(set) var natCounters = NATCounters()
@@ -358,6 +359,17 @@ public final class MeshNode {
     /// Membership events not yet taken by `takeEvents()` (for the daemon's log; the oldest are dropped past 1,000).
     private var pendingEvents: [MembershipEvent] = []
 
+    /// The path changes since the last call (the oldest are dropped past 1,000).
+    public func takePathEvents() -> [PathEvent] {
+        defer { pathEvents.removeAll(keepingCapacity: true) }
+        return pathEvents
+    }
+
+    func notePath(_ e: PathEvent) {
+        if pathEvents.count >= 1000 { pathEvents.removeFirst(pathEvents.count - 999) }
+        pathEvents.append(e)
+    }
+
     /// The membership events since the last call.
     public func takeEvents() -> [MembershipEvent] {
         defer { pendingEvents.removeAll(keepingCapacity: true) }
@@ -476,6 +488,19 @@ public final class MeshNode {
     public var members: [Member] { membership.members }
 }
 
+/// A change of the way to a member (for the daemon's log).
+public enum PathEvent: Equatable, Sendable {
+    /// Heard from directly (again, or at a new address).
+    case direct(member: Bytes32, at: Endpoint)
+    /// A relay asked for a port pair for us and `member`.
+    case relayRequested(member: Bytes32, relay: Bytes32)
+    /// WireGuard to `member` goes to `endpoint`, a port of `relay`.
+    case relayed(member: Bytes32, relay: Bytes32, endpoint: Endpoint)
+    case relayRefused(member: Bytes32, relay: Bytes32, reason: NATMessage.RefusalReason)
+    /// The relay was left (a direct path, or the relay is gone).
+    case relayLeft(member: Bytes32)
+}
+
 /// How a member is reached (status output).
 public enum PathKind: Equatable, Sendable {
     case unknown
@@ -567,9 +592,11 @@ extension MeshNode {
             // A direct path works again: leave the relay.
             p.relay = nil
             natCounters.directAfterRelay &+= 1
+            notePath(.relayLeft(member: member))
         }
         paths[member] = p
         if changed {
+            notePath(.direct(member: member, at: source))
             membership.setRoute(member, source)
             membership.setDirectlyReachable(member, true)
             generation &+= 1
@@ -639,7 +666,10 @@ extension MeshNode {
             var p = paths[peer] ?? Path(since: now)
             if p.isDirect(now) { return }
             let fresh = RelayPath(via: sender, endpoint: endpoint, at: now)
-            if p.relay?.via != sender || p.relay?.endpoint != endpoint { generation &+= 1; natCounters.relaysUsed &+= 1 }
+            if p.relay?.via != sender || p.relay?.endpoint != endpoint {
+                generation &+= 1; natCounters.relaysUsed &+= 1
+                notePath(.relayed(member: peer, relay: sender, endpoint: endpoint))
+            }
             p.relay = fresh
             paths[peer] = p
             // The relay granted both sides at once: the peer configures us now, so route to it.
@@ -655,8 +685,9 @@ extension MeshNode {
             refreshTemplate()
             try? membership.update(endpoint: template.control, now: now)
             generation &+= 1
-        case let .relayRefusal(peer, _):
+        case let .relayRefusal(peer, reason):
             guard var p = paths[peer] else { return }
+            notePath(.relayRefused(member: peer, relay: sender, reason: reason))
             p.refused[sender] = now + .seconds(60)
             p.relayAskedAt = nil   // ask another one at the next tick
             if p.relay?.via == sender { p.relay = nil; generation &+= 1 }
@@ -721,11 +752,13 @@ extension MeshNode {
                     if let at = paths[relay]?.heard {
                         sendNAT(.relayRequest(peer: id), to: at)
                         natCounters.relayRequestsSent &+= 1
+                        if p.relay == nil { notePath(.relayRequested(member: id, relay: relay)) }
                     }
                 }
             }
             if let rp = p.relay, !isLiveTrustedMember(rp.via) || (me > id && now - rp.at >= MeshNode.relayRefresh * 3) {
                 p.relay = nil
+                notePath(.relayLeft(member: id))
                 generation &+= 1
             }
             p.refused = p.refused.filter { $0.value > now }

@@ -490,6 +490,16 @@ struct Up: ParsableCommand {
                 Terminal.info("membership: first contact; \(node.members.count) member(s) known")
             }
             node.handleTimers(now: now)
+            for e in node.takePathEvents() {
+                func name(_ k: Bytes32) -> String { (try? IdentityPublicKey(raw: k)).map { trust.name(of: $0) ?? $0.abbreviated } ?? "?" }
+                switch e {
+                case let .direct(m, at): Log.emit(.debug, "nat: direct path", ["member": name(m), "endpoint": at.description])
+                case let .relayRequested(m, r): Terminal.info("nat: no direct path; asking a relay", ["member": name(m), "relay": name(r)])
+                case let .relayed(m, r, at): Terminal.info("nat: relayed", ["member": name(m), "relay": name(r), "endpoint": at.description])
+                case let .relayRefused(m, r, why): Terminal.info("nat: relay refused", ["member": name(m), "relay": name(r), "reason": "\(why)"])
+                case let .relayLeft(m): Terminal.info("nat: relay left", ["member": name(m)])
+                }
+            }
             for e in node.takeEvents() {
                 let (message, fields) = Up.logLine(e)
                 eventCounts[Up.kind(e), default: 0] += 1

@@ -42,7 +42,8 @@ PING_LIMIT_MS=$(( ${NAT_LAB_PING_LIMIT:-60} * 1000 ))   # how long a pair may ta
 start_ms=$(date +%s%3N)
 now_ms() { date +%s%3N; }
 tmp=$(mktemp -d /tmp/mg-natlab.XXXXXX)
-trap 'cleanup; rm -rf "$tmp"' EXIT
+# NAT_LAB_KEEP=DIR keeps the agents' logs (all runs) in DIR; NAT_LAB_LOG_LEVEL=debug makes them verbose.
+trap '[[ -n ${NAT_LAB_KEEP:-} ]] && mkdir -p "$NAT_LAB_KEEP" && cp "$tmp"/*.log "$NAT_LAB_KEEP"/ 2>/dev/null; cleanup; rm -rf "$tmp"' EXIT
 
 PUB=mgnat-pub-$RUN
 declare -A NS=([S]=mgnat-S-$RUN) ROUTER=() WAN=([A]=198.51.100.11 [B]=198.51.100.12 [C]=198.51.100.13 [D]=198.51.100.14 [E]=198.51.100.15)
@@ -372,7 +373,7 @@ start_agents() {  # $1 = run number
         # S also asks the hostile STUN server: its answers must change nothing.
         local extra=(--stun-server "$FAKE"); [[ $n != S ]] && extra=(--seed "$S_IP:51821")
         echo "=== run $1" >>"$tmp/$n.log"
-        ip netns exec "${NS[$n]}" "$AGENT" up --userspace --interface "${IFACE[$n]}" --config-dir "$tmp/$n" \
+        ip netns exec "${NS[$n]}" "$AGENT" up --userspace --log-level "${NAT_LAB_LOG_LEVEL:-info}" --interface "${IFACE[$n]}" --config-dir "$tmp/$n" \
             --runtime-dir "$tmp/run$n" --stun-server "$STUN1" --stun-server "$STUN2" "${extra[@]}" >>"$tmp/$n.log" 2>&1 &
         AGPID[$n]=$!; PIDS+=($!)
     done
@@ -528,10 +529,13 @@ import json, sys
 b = eval(sys.argv[2]); d = json.loads(sys.argv[1])["nat"]["relayDrops"]
 assert d.get("wrong_source", 0) - b.get("wrong_source", 0) >= 2, d' "$relay_json" "$drops_before"
 check "relay: A and C still reach each other through S afterwards" ip netns exec "${NS[A]}" ping -c1 -W2 "${V4[C]}"
-check "relay: S relays the 5 pairs of C or D with A, B or each other (not E's: E is port-mapped)" python3 -c '
+# (E's pairs may have been relayed for a moment before E's mapping was known; an
+# allocation nobody refreshes ends after 90 s. Which path each pair uses is
+# checked above, from the data planes.)
+check "relay: S relays the 5 pairs of C or D with A, B or each other" python3 -c '
 import json, sys
 n = json.loads(sys.argv[1])["nat"]
-assert n["offersRelay"] and n["relayedPairs"] == 5 and n["relayedPackets"] > 0, n' "$relay_json"
+assert n["offersRelay"] and n["relayedPairs"] >= 5 and n["relayedPackets"] > 0, n' "$relay_json"
 
 echo "  S: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["nat"])' "$relay_json")"
 check "hostile STUN: S's agent took none of the fake server's answers (still no NAT at its own address)" python3 -c '
