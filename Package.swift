@@ -16,6 +16,8 @@ let package = Package(
         .executable(name: "meshguard-agent", targets: ["MeshguardAgent"]),
         // The SWIM core and its simulator, for the benchmark package in bench/swim.
         .library(name: "MeshSWIMSimulation", targets: ["MeshBase", "MeshSWIM", "MeshTestKit"]),
+        // The decoders that read bytes from outside, for fuzz/ (libFuzzer).
+        .library(name: "MeshDecoders", targets: ["MeshBase", "MeshCrypto", "MeshIdentity", "MeshWireGuard", "MeshSWIM", "MeshProtocol", "MeshCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

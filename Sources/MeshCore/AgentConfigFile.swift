@@ -314,8 +314,9 @@ private struct Parser {
             skipWhitespaceAndComments()
             guard let c = peek else { throw error("unterminated array: add the closing ]", line: startLine) }
             if c == "]" { _ = advance(); return .array(items) }
+            // Refused before it is read: a deep nesting would otherwise recurse until the stack runs out (found by fuzzing).
+            if c == "[" { throw error("nested arrays are not used") }
             let v = try parseValue()
-            if case .array = v { throw error("nested arrays are not used") }
             items.append(v)
             skipWhitespaceAndComments()
             if peek == "," { _ = advance(); continue }

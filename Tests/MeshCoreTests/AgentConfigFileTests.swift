@@ -49,6 +49,13 @@ import Testing
         #expect(try AgentConfigFile(text: "# nothing\n\n   # at all\n", path: path).entries.isEmpty)
     }
 
+    /// Found by fuzzing (fuzz/, target config): deeply nested arrays recursed until the stack ran out.
+    @Test func deeplyNestedArraysAreRefusedWithoutRecursion() {
+        let text = "seeds = " + String(repeating: "[", count: 200_000)
+        let e = #expect(throws: ConfigFileError.self) { try AgentConfigFile(text: text, path: path) }
+        #expect(e?.line == 1 && e?.message.contains("nested arrays are not used") == true)
+    }
+
     @Test func escapes() throws {
         let c = try AgentConfigFile(text: #"interface = "m\u0067\t0\\\"""#, path: path)
         #expect(c.string("interface") == "mg\t0\\\"")
