@@ -383,18 +383,6 @@ stop_agents() {
     for n in "${NODES[@]}"; do wait "${AGPID[$n]}" 2>/dev/null || true; done
 }
 alive() { kill -0 "${AGPID[$1]}" 2>/dev/null; }
-endpoint() {  # endpoint() X Y: Y's WireGuard endpoint in X's data plane
-    { ip netns exec "${NS[$1]}" wg show "${IFACE[$1]}" endpoints 2>/dev/null || true; } | awk -v k="${KEY[$2]}" '$1 == k {print $2}'
-}
-path_of() {  # X Y: how X reaches Y, from its data plane
-    local ep; ep=$(endpoint "$1" "$2")
-    case $ep in
-        "" | "(none)") echo "no endpoint" ;;
-        "$S_IP":*) [[ $2 == S ]] && echo "direct" || echo "relayed via S" ;;
-        198.51.100.1[1-5]:*) echo "direct" ;;
-        *) echo "endpoint $ep" ;;
-    esac
-}
 PAIRS=(A-B C-D A-C B-D A-D B-C A-S B-S C-S D-S E-S E-A E-C E-D)
 kind() {  # E's router maps E's port with NAT-PMP: PMP-*
     case $1 in

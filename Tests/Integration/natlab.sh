@@ -115,3 +115,20 @@ allow 1024-65535 192.168.1.0/24 1024-65535
 deny 0-65535 0.0.0.0/0 0-65535
 CONF
 }
+
+# endpoint X Y: Y's WireGuard endpoint in X's data plane (NS, IFACE, KEY by node).
+endpoint() {
+    { ip netns exec "${NS[$1]}" wg show "${IFACE[$1]}" endpoints 2>/dev/null || true; } | awk -v k="${KEY[$2]}" '$1 == k {print $2}'
+}
+
+# path_of X Y: how X reaches Y, from its data plane: direct (a router's or S's
+# own address), relayed via S (a relay port of S), or what it found.
+path_of() {
+    local ep; ep=$(endpoint "$1" "$2")
+    case $ep in
+        "" | "(none)") echo "no endpoint" ;;
+        "$S_IP":*) [[ $2 == S ]] && echo "direct" || echo "relayed via S" ;;
+        198.51.100.1[1-9]:*) echo "direct" ;;
+        *) echo "endpoint $ep" ;;
+    esac
+}

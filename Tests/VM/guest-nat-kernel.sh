@@ -128,18 +128,6 @@ for n in "${NODES[@]}"; do
     AGPID[$n]=$!; PIDS+=($!)
 done
 alive() { kill -0 "${AGPID[$1]}" 2>/dev/null; }
-endpoint() {  # X Y: Y's WireGuard endpoint in X's data plane
-    { ip netns exec "${NS[$1]}" wg show "${IFACE[$1]}" endpoints 2>/dev/null || true; } | awk -v k="${KEY[$2]}" '$1 == k {print $2}'
-}
-path_of() {  # X Y: how X reaches Y, from its data plane
-    local ep; ep=$(endpoint "$1" "$2")
-    case $ep in
-        "" | "(none)") echo "no endpoint" ;;
-        "$S_IP":*) [[ $2 == S ]] && echo "direct" || echo "relayed via S" ;;
-        198.51.100.1[1-4]:*) echo "direct" ;;
-        *) echo "endpoint $ep" ;;
-    esac
-}
 PAIRS=(A-B C-D A-C A-D B-C B-D A-S B-S C-S D-S)
 # is_up X: X's agent has logged its data plane (its interface and mesh route exist).
 is_up() { local l=; read -r l <"$tmp/$1.log" 2>/dev/null; [[ $l == *"data plane"* ]]; }
