@@ -70,8 +70,12 @@ public struct ConfigDirectory: Sendable, Equatable {
         }
     }
 
-    /// Writes a new identity (identity.key, then identity.pub), both 0600 and
-    /// atomic. Refuses to replace an existing identity.key unless `force`.
+    /// Writes a new identity, both files 0600 and atomic: identity.pub first,
+    /// then identity.key; if the key cannot be written (a full disk), the
+    /// public file is put back as it was, so a failed keygen changes nothing
+    /// (a crash between the two leaves a public file without, or not matching,
+    /// its key: show-identity says so and keygen can simply be run again).
+    /// Refuses to replace an existing identity.key unless `force`.
     public func createIdentity(_ identity: Identity, force: Bool) throws(ConfigError) {
         do {
             try Files.createDirectory(path, mode: 0o755)
@@ -80,8 +84,14 @@ public struct ConfigDirectory: Sendable, Equatable {
             }
             var keyBytes = identity.keyFileBytes()
             defer { for i in keyBytes.indices { keyBytes[i] = 0 } }
-            try Files.writeAtomically(identityKeyPath, contents: keyBytes, mode: 0o600)
+            let previousPub = try? Files.read(identityPubPath, limit: 4096)
             try Files.writeAtomically(identityPubPath, contents: Array(identity.publicFileContents.utf8), mode: 0o600)
+            do {
+                try Files.writeAtomically(identityKeyPath, contents: keyBytes, mode: 0o600)
+            } catch {
+                if let old = previousPub { try? Files.writeAtomically(identityPubPath, contents: old, mode: 0o600) } else { try? Files.remove(identityPubPath) }
+                throw error
+            }
         } catch let e as ConfigError {
             throw e
         } catch {
@@ -117,7 +127,8 @@ public struct ConfigDirectory: Sendable, Equatable {
             let name = String(file.dropLast(4))
             let p = Files.join(dir, file)
             do {
-                let key = try IdentityPublicKey(base64: Files.readText(p, limit: 4096))
+                // Whoever can write here decides who is trusted: group/other-writable files are refused.
+                let key = try IdentityPublicKey(base64: Files.readText(p, limit: 4096, trusted: true))
                 try set.add(name: name, key: key)
             } catch {
                 problems.append(TrustProblem(file: p, reason: "\(error)"))

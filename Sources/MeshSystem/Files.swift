@@ -79,7 +79,9 @@ public enum Files {
     /// The whole contents of a regular file (symlinks are followed). With
     /// `secret`, the file (as opened, so no race) must not be readable or
     /// writable by group or others.
-    public static func read(_ path: String, limit: Int = defaultReadLimit, secret: Bool = false) throws(FileError) -> [UInt8] {
+    /// With `trusted`, the file (as opened) must not be writable by group or
+    /// others: it decides who is trusted (authorized_keys/), as ssh's StrictModes.
+    public static func read(_ path: String, limit: Int = defaultReadLimit, secret: Bool = false, trusted: Bool = false) throws(FileError) -> [UInt8] {
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
@@ -92,6 +94,9 @@ public enum Files {
         if st.st_mode & S_IFMT == S_IFDIR { throw FileError("read", path, errno: .isDirectory) }
         guard st.st_mode & S_IFMT == S_IFREG else { throw FileError("read", path, detail: "not a regular file") }
         if secret && st.st_mode & 0o077 != 0 { throw FileError.insecure(path, mode: UInt32(st.st_mode & 0o7777)) }
+        if trusted && st.st_mode & 0o022 != 0 {
+            throw FileError("read", path, detail: "writable by group or others (mode \(String(UInt32(st.st_mode & 0o7777), radix: 8))): fix with chmod go-w")
+        }
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -109,17 +114,32 @@ public enum Files {
     }
 
     /// Reads a file as UTF-8 text.
-    public static func readText(_ path: String, limit: Int = defaultReadLimit) throws(FileError) -> String {
-        let bytes = try read(path, limit: limit)
+    public static func readText(_ path: String, limit: Int = defaultReadLimit, trusted: Bool = false) throws(FileError) -> String {
+        let bytes = try read(path, limit: limit, trusted: trusted)
         guard let s = String(validating: bytes, as: UTF8.self) else {
             throw FileError("read", path, detail: "not UTF-8 text")
         }
         return s
     }
 
+    /// Temporary files of `base` left by a writer that was killed before its
+    /// rename (the suffix carries the writer's pid): removed, so a crash leaves
+    /// nothing half-written behind for long. A live writer's are kept.
+    static func removeStaleTemporaries(dir: String, base: String) {
+        let prefix = "." + base + ".tmp-"
+        guard let names = try? list(dir == "" ? "." : dir) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            guard let suffix = UInt64(name.dropFirst(prefix.count), radix: 16) else { continue }
+            let pid = pid_t(truncatingIfNeeded: suffix >> 32)
+            guard pid > 0, pid != getpid(), kill(pid, 0) == -1, Glibc.errno == ESRCH else { continue }
+            unlink((dir == "" ? "" : dir + "/") + name)
+        }
+    }
+
     /// Replaces (or creates) `path` with `contents` atomically, with `mode`.
     public static func writeAtomically(_ path: String, contents: [UInt8], mode: UInt32 = 0o600) throws(FileError) {
         let (dir, base) = split(path)
+        removeStaleTemporaries(dir: dir, base: base)
         var suffix = UInt64(getpid()) << 32 | UInt64(UInt32.random(in: 0...UInt32.max))
         var tmp = ""
         var fd: CInt = -1
