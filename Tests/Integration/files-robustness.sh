@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 need mount umount dd
 [[ -x $AGENT ]] || { echo "FAIL: $AGENT not built"; exit 1; }
 tmp=$(mktemp -d); FULL=$tmp/full
-trap 'umount "$FULL" 2>/dev/null; cleanup; rm -rf "$tmp"' EXIT
+trap 'umount "$FULL" 2>/dev/null || true; cleanup; rm -rf "$tmp"' EXIT
 mkdir -p "$FULL"
 oneline() { [[ $(wc -l <"$1") -eq 1 ]] && grep -q '^meshguard-agent: error: ' "$1"; }
 leftovers() { find "$1" -name '.*.tmp-*' 2>/dev/null | grep -q .; }
