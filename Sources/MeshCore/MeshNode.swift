@@ -190,9 +190,7 @@ public final class MeshNode {
         guard reflexive != self.reflexive || mapping != nat else { return }
         self.reflexive = reflexive
         nat = mapping
-        refreshTemplate()
-        try? membership.update(endpoint: template.control, now: now)
-        generation &+= 1
+        announce(now: now)
     }
 
     /// The agent's data plane sees `member`'s WireGuard at `endpoint` (from
@@ -216,6 +214,12 @@ public final class MeshNode {
         let new = control.map { (control: $0, wireGuard: wireGuard) }
         guard new?.control != portMapping?.control || new?.wireGuard != portMapping?.wireGuard else { return }
         portMapping = new
+        announce(now: now)
+    }
+
+    /// Re-signs this node's record for a new incarnation and gossips it (its
+    /// public endpoint, NAT kind or port mapping changed).
+    func announce(now: Instant) {
         refreshTemplate()
         try? membership.update(endpoint: template.control, now: now)
         generation &+= 1
@@ -682,9 +686,7 @@ extension MeshNode {
                   endpoint.address == reflexive?.address else { drops[.badValue, default: 0] &+= 1; return }
             guard endpoint != observedWireGuard else { return }
             observedWireGuard = endpoint
-            refreshTemplate()
-            try? membership.update(endpoint: template.control, now: now)
-            generation &+= 1
+            announce(now: now)
         case let .relayRefusal(peer, reason):
             guard var p = paths[peer] else { return }
             notePath(.relayRefused(member: peer, relay: sender, reason: reason))

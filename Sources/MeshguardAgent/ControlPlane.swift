@@ -6,6 +6,7 @@
 import Glibc
 #endif
 import MeshBase
+import MeshIdentity
 import MeshLinux
 import MeshSystem
 import MeshUserspace
@@ -78,40 +79,85 @@ final class EngineControlTransport: ControlTransport, @unchecked Sendable {
     func send(_ bytes: [UInt8], to: Endpoint) { engine.sendControl(bytes, to: to) }
 }
 
+/// This host's addresses, as the kernel would use them (no packet is sent).
+enum HostAddresses {
+    /// The address the kernel sends from toward `target` (a connected UDP
+    /// socket's name; nothing is sent), so "no NAT" can be recognised.
+    static func source(toward target: Endpoint) -> IPAddress? {
+        let family = target.address.isIPv4 ? AF_INET : AF_INET6
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let connected: Bool = withUnsafeMutableBytes(of: &storage) { raw in
+            switch target.address {
+            case .v4(let a):
+                var sin = sockaddr_in()
+                sin.sin_family = sa_family_t(AF_INET)
+                sin.sin_port = target.port.bigEndian
+                sin.sin_addr.s_addr = a.value.bigEndian
+                raw.storeBytes(of: sin, as: sockaddr_in.self)
+                length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            case .v6(let a):
+                var sin6 = sockaddr_in6()
+                sin6.sin6_family = sa_family_t(AF_INET6)
+                sin6.sin6_port = target.port.bigEndian
+                withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: a.bytes) }
+                raw.storeBytes(of: sin6, as: sockaddr_in6.self)
+                length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            }
+            return connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), length) == 0
+        }
+        guard connected else { return nil }
+        length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutableBytes(of: &storage) { getsockname(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length) == 0 }
+        guard named else { return nil }
+        return withUnsafeBytes(of: &storage) { address($0.baseAddress!) }
+    }
+
+    /// An AF_INET or AF_INET6 socket address's address (IPv4-mapped as IPv4).
+    static func address(_ sa: UnsafeRawPointer) -> IPAddress? {
+        switch Int32(sa.loadUnaligned(as: sockaddr.self).sa_family) {
+        case AF_INET:
+            return .v4(IPv4Address(UInt32(bigEndian: sa.loadUnaligned(as: sockaddr_in.self).sin_addr.s_addr)))
+        case AF_INET6:
+            let sin6 = sa.loadUnaligned(as: sockaddr_in6.self)
+            return IPv6Address(bytes: withUnsafeBytes(of: sin6.sin6_addr) { Array($0) }).map { IPAddress.v6($0).unmapped }
+        default:
+            return nil
+        }
+    }
+
+    /// This host's addresses that are up, IPv4 first: not loopback, not IPv6
+    /// link-local (no use without a scope), not in the mesh's own prefixes (a
+    /// mesh address is no way to reach the mesh).
+    static func local(ipv6: Bool) -> [IPAddress] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return [] }
+        defer { freeifaddrs(first) }
+        let mesh4 = IPPrefix(.v4(MeshAddresses.ipv4Prefix), length: MeshAddresses.ipv4PrefixLength)!
+        let mesh6 = IPPrefix(.v6(MeshAddresses.ipv6Prefix), length: MeshAddresses.ipv6PrefixLength)!
+        let linkLocal = IPPrefix("fe80::/10")!
+        var out: [IPAddress] = []
+        var p: UnsafeMutablePointer<ifaddrs>? = first
+        while let i = p {
+            p = i.pointee.ifa_next
+            guard let sa = i.pointee.ifa_addr, i.pointee.ifa_flags & UInt32(IFF_UP) != 0,
+                  i.pointee.ifa_flags & UInt32(IFF_LOOPBACK) == 0, let a = address(UnsafeRawPointer(sa)) else { continue }
+            if a.isLoopback || mesh4.contains(a) || mesh6.contains(a) || linkLocal.contains(a) || (!ipv6 && !a.isIPv4) { continue }
+            if !out.contains(a) { out.append(a) }
+        }
+        return out.filter(\.isIPv4) + out.filter { !$0.isIPv4 }
+    }
+}
+
 /// The local IPv4 address the kernel would use to reach `target`, or the first
 /// non-loopback IPv4 address that is up and outside `excluding` (the mesh
 /// prefix: a mesh address is no way to reach the mesh): what this node advertises.
 func localAddress(toward target: Endpoint?, excluding: IPPrefix) -> IPAddress? {
-    if let t = target, case .v4(let a) = t.address {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        if fd >= 0 {
-            defer { close(fd) }
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = t.port.bigEndian
-            sin.sin_addr.s_addr = a.value.bigEndian
-            let ok = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
-            var local = sockaddr_in()
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            if ok, withUnsafeMutablePointer(to: &local, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }) == 0 {
-                return .v4(IPv4Address(UInt32(bigEndian: local.sin_addr.s_addr)))
-            }
-        }
-    }
-    var list: UnsafeMutablePointer<ifaddrs>?
-    guard getifaddrs(&list) == 0, let first = list else { return nil }
-    defer { freeifaddrs(first) }
-    var p: UnsafeMutablePointer<ifaddrs>? = first
-    while let i = p {
-        if let sa = i.pointee.ifa_addr, sa.pointee.sa_family == sa_family_t(AF_INET),
-           i.pointee.ifa_flags & UInt32(IFF_UP) != 0, i.pointee.ifa_flags & UInt32(IFF_LOOPBACK) == 0 {
-            let sin = UnsafeRawPointer(sa).loadUnaligned(as: sockaddr_in.self)
-            let a = IPAddress.v4(IPv4Address(UInt32(bigEndian: sin.sin_addr.s_addr)))
-            if !excluding.contains(a) { return a }
-        }
-        p = i.pointee.ifa_next
-    }
-    return nil
+    if let t = target, t.address.isIPv4, let a = HostAddresses.source(toward: t) { return a }
+    return HostAddresses.local(ipv6: false).first { !excluding.contains($0) }
 }
 
 /// The default IPv4 gateway of this network namespace (/proc/net/route), where

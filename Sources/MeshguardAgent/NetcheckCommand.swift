@@ -73,14 +73,14 @@ struct Netcheck: ParsableCommand {
         let boundPort = socket.port
 
         let endpoints = servers.compactMap(\.endpoint)
-        let local = endpoints.first.flatMap(Netcheck.sourceAddress(toward:)).map { Endpoint($0, port: boundPort) }
+        let local = endpoints.first.flatMap(HostAddresses.source(toward:)).map { Endpoint($0, port: boundPort) }
         var seed: UInt64 = 0
         for b in SystemRandom.bytes(8) { seed = seed << 8 | UInt64(b) }
         var client = STUNClient(servers: endpoints, localEndpoint: local, random: SeededRandom(seed: seed), now: MonotonicClock.now())
         let sendErrors = try Netcheck.measure(&client, socket: socket, timeout: .nanoseconds(Int64((timeout ?? Netcheck.defaultTimeout) * 1e9)))
 
         let report = Report(requestedPort: requestedPort, port: boundPort, portNote: portNote,
-                            local: Netcheck.localAddresses(ipv6: socket.family != .ipv4).map { Endpoint($0, port: boundPort) },
+                            local: HostAddresses.local(ipv6: socket.family != .ipv4).map { Endpoint($0, port: boundPort) },
                             servers: servers, client: client, sendErrors: sendErrors)
         print(json ? report.json() : report.text(), terminator: "")
         if !report.anyAnswer {
@@ -91,19 +91,7 @@ struct Netcheck: ParsableCommand {
 
     /// The STUN servers (flags, else the file) and the file's control-port.
     func settings() throws -> ([STUNServerSpec], UInt16?) {
-        let dir = try options.directory()
-        let path = configFile ?? Files.join(dir.path, "meshguard-agent.toml")
-        var file: AgentConfigFile?
-        do {
-            let text = try Files.readText(path)
-            do { file = try AgentConfigFile(text: text, path: path) } catch { throw CLIError(error.description) }
-        } catch let e as FileError where e.isNotFound && configFile == nil {
-            file = nil
-        } catch let e as CLIError {
-            throw e
-        } catch {
-            throw CLIError(error)
-        }
+        let file = try Up.readConfigFile(configFile, dir: try options.directory())
         let filePort = file?.integer("control-port").map { UInt16(clamping: $0) }
         if !stunServers.isEmpty { return (stunServers.compactMap(STUNServerSpec.init), filePort) }
         var specs: [STUNServerSpec] = []
@@ -178,76 +166,6 @@ struct Netcheck: ParsableCommand {
             client.handleTimers(now: MonotonicClock.now())
         }
         return sendErrors
-    }
-
-    /// The address the kernel sends from toward `target` (a connected UDP
-    /// socket's name; nothing is sent), so "no NAT" can be recognised.
-    static func sourceAddress(toward target: Endpoint) -> IPAddress? {
-        let family = target.address.isIPv4 ? AF_INET : AF_INET6
-        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let connected: Bool = withUnsafeMutableBytes(of: &storage) { raw in
-            switch target.address {
-            case .v4(let a):
-                var sin = sockaddr_in()
-                sin.sin_family = sa_family_t(AF_INET)
-                sin.sin_port = target.port.bigEndian
-                sin.sin_addr.s_addr = a.value.bigEndian
-                raw.storeBytes(of: sin, as: sockaddr_in.self)
-                length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            case .v6(let a):
-                var sin6 = sockaddr_in6()
-                sin6.sin6_family = sa_family_t(AF_INET6)
-                sin6.sin6_port = target.port.bigEndian
-                withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: a.bytes) }
-                raw.storeBytes(of: sin6, as: sockaddr_in6.self)
-                length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            }
-            return connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), length) == 0
-        }
-        guard connected else { return nil }
-        length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let named = withUnsafeMutableBytes(of: &storage) { getsockname(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length) == 0 }
-        guard named else { return nil }
-        return withUnsafeBytes(of: &storage) { Netcheck.address($0.baseAddress!) }
-    }
-
-    /// An AF_INET or AF_INET6 socket address's address (IPv4-mapped as IPv4).
-    static func address(_ sa: UnsafeRawPointer) -> IPAddress? {
-        switch Int32(sa.loadUnaligned(as: sockaddr.self).sa_family) {
-        case AF_INET:
-            return .v4(IPv4Address(UInt32(bigEndian: sa.loadUnaligned(as: sockaddr_in.self).sin_addr.s_addr)))
-        case AF_INET6:
-            let sin6 = sa.loadUnaligned(as: sockaddr_in6.self)
-            return IPv6Address(bytes: withUnsafeBytes(of: sin6.sin6_addr) { Array($0) }).map { IPAddress.v6($0).unmapped }
-        default:
-            return nil
-        }
-    }
-
-    /// This host's addresses that are up, IPv4 first: not loopback, not IPv6
-    /// link-local (no use without a scope), not in the mesh's own prefixes (a
-    /// mesh address is no way to reach the mesh).
-    static func localAddresses(ipv6: Bool) -> [IPAddress] {
-        var list: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&list) == 0, let first = list else { return [] }
-        defer { freeifaddrs(first) }
-        let mesh4 = IPPrefix(.v4(MeshAddresses.ipv4Prefix), length: MeshAddresses.ipv4PrefixLength)!
-        let mesh6 = IPPrefix(.v6(MeshAddresses.ipv6Prefix), length: MeshAddresses.ipv6PrefixLength)!
-        let linkLocal = IPPrefix("fe80::/10")!
-        var out: [IPAddress] = []
-        var p: UnsafeMutablePointer<ifaddrs>? = first
-        while let i = p {
-            p = i.pointee.ifa_next
-            guard let sa = i.pointee.ifa_addr, i.pointee.ifa_flags & UInt32(IFF_UP) != 0,
-                  i.pointee.ifa_flags & UInt32(IFF_LOOPBACK) == 0, let a = address(UnsafeRawPointer(sa)) else { continue }
-            if a.isLoopback || mesh4.contains(a) || mesh6.contains(a) || linkLocal.contains(a) || (!ipv6 && !a.isIPv4) { continue }
-            if !out.contains(a) { out.append(a) }
-        }
-        return out.filter(\.isIPv4) + out.filter { !$0.isIPv4 }
     }
 
     // MARK: Output

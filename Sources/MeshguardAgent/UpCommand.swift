@@ -92,6 +92,21 @@ struct Up: ParsableCommand {
         "'\(s)' is not a seed (use 192.0.2.1:51821, [2001:db8::1]:51821, host.example:51821 or dns:example.com)"
     }
 
+    /// The configuration file: `explicit` (which must exist), else
+    /// <config-dir>/meshguard-agent.toml when it exists; mistakes are one line.
+    static func readConfigFile(_ explicit: String?, dir: ConfigDirectory) throws -> AgentConfigFile? {
+        let path = explicit ?? Files.join(dir.path, "meshguard-agent.toml")
+        let text: String
+        do {
+            text = try Files.readText(path)
+        } catch let e where e.isNotFound && explicit == nil {
+            return nil
+        } catch {
+            throw CLIError(error)
+        }
+        do { return try AgentConfigFile(text: text, path: path) } catch { throw CLIError(error.description) }
+    }
+
     /// What `up` runs with: each flag given, else the configuration file's value, else the default.
     struct Settings {
         var mode: DataPlaneMode
@@ -115,20 +130,7 @@ struct Up: ParsableCommand {
     }
 
     func settings(_ dir: ConfigDirectory) throws -> Settings {
-        let path = configFile ?? Files.join(dir.path, "meshguard-agent.toml")
-        var file: AgentConfigFile?
-        let text: String?
-        do {
-            text = try Files.readText(path)
-        } catch let e where e.isNotFound && configFile == nil {
-            text = nil
-        } catch {
-            throw CLIError(error)
-        }
-        if let text {
-            do { file = try AgentConfigFile(text: text, path: path) } catch { throw CLIError(error.description) }
-        }
-        let f = file
+        let f = try Up.readConfigFile(configFile, dir: dir)
         // Values the file's grammar cannot check alone.
         if let f, let i = f.string("interface"), let problem = Up.interfaceProblem(i) { throw CLIError(f.error("interface", problem).description) }
         for s in f?.strings("seeds") ?? [] where Seed(s) == nil { throw CLIError(f!.error("seeds", Up.seedProblem(s)).description) }
@@ -448,20 +450,21 @@ struct Up: ParsableCommand {
             for (bytes, from) in transport.receiveAll() {
                 // STUN and NAT-PMP answers share the control port; everything else is an envelope (or dropped and counted).
                 if mapper != nil, mapper!.receive(bytes, from: from, now: now) { continue }
-                if bytes.first.map({ $0 & 0xC0 == 0 }) == true, stun.receive(bytes, from: from, now: now) { continue }
+                if stun.receive(bytes, from: from, now: now) { continue }
                 node.receive(bytes, from: from, now: now)
             }
             stun.handleTimers(now: now)
             if stun.takeChanges() {
                 node.setNAT(reflexive: stun.reflexive, mapping: stun.mapping, now: now)
                 Terminal.info("nat: public endpoint \(stun.reflexive?.description ?? "unknown"), mapping \(stun.mapping.rawValue)\(node.offersRelay ? "; offering to relay" : "")")
+                // Behind a NAT (first known now): ask the default gateway for a port mapping.
+                if settings.portMapping == .auto, mapper == nil, node.isBehindNAT, let gateway = defaultGateway() {
+                    mapper = PortMapper(gateway: Endpoint(gateway, port: NATPMP.port), ports: mappedPorts)
+                    mapper!.start(now: now)
+                    Terminal.info("portmap: asking the router at \(gateway) to forward UDP \(mappedPorts.map(String.init).joined(separator: ", ")) (NAT-PMP)")
+                }
             }
             while let (bytes, to) = stun.pollTransmit() { transport.send(bytes, to: to) }
-            if settings.portMapping == .auto, mapper == nil, node.isBehindNAT, let gateway = defaultGateway() {
-                mapper = PortMapper(gateway: Endpoint(gateway, port: NATPMP.port), ports: mappedPorts)
-                mapper!.start(now: now)
-                Terminal.info("portmap: asking the router at \(gateway) to forward UDP \(mappedPorts.map(String.init).joined(separator: ", ")) (NAT-PMP)")
-            }
             if mapper != nil {
                 mapper!.handleTimers(now: now)
                 if mapper!.takeChanges() {

@@ -422,11 +422,6 @@ measure 1
 for n in "${NODES[@]}"; do alive "$n" || echo "  agent $n is not running (log: $(grep -v '^===' "$tmp/$n.log" | tail -n1))"; done
 
 # ---------------------------------------------------------------- 4. paths
-want_path() {  # X Y PATTERN
-    local ep; ep=$(endpoint "$1" "$2")
-    # shellcheck disable=SC2053 # PATTERN is a glob on purpose (any port)
-    [[ $ep == $3 ]]
-}
 path_checks=(
     "A B ${WAN[B]}:* direct, punched through two endpoint-independent NATs"
     "B A ${WAN[A]}:* direct, punched through two endpoint-independent NATs"

@@ -132,3 +132,10 @@ path_of() {
         *) echo "endpoint $ep" ;;
     esac
 }
+
+# want_path X Y PATTERN: Y's endpoint at X matches the glob PATTERN (any port: 198.51.100.3:*).
+want_path() {
+    local ep; ep=$(endpoint "$1" "$2")
+    # shellcheck disable=SC2053 # PATTERN is a glob on purpose
+    [[ $ep == $3 ]]
+}

@@ -206,11 +206,6 @@ for p in "${PAIRS[@]}"; do
 done
 
 # ---------------------------------------------------------------- 3. paths in the data planes
-want_path() {  # X Y PATTERN
-    local ep; ep=$(endpoint "$1" "$2")
-    # shellcheck disable=SC2053 # PATTERN is a glob on purpose (any port)
-    [[ $ep == $3 ]]
-}
 path_checks=(
     "A B ${WAN[B]}:51820 direct: punched between two kernels behind endpoint-independent NATs (router address, kernel port)"
     "B A ${WAN[A]}:51820 direct: punched between two kernels behind endpoint-independent NATs (router address, kernel port)"
