@@ -290,9 +290,10 @@ public final class MeshNode {
                 waiting[envelope.sender.raw] = nil
                 if admitted.insert(envelope.sender.raw).inserted { generation &+= 1 }
             }
-            packet.updates = packet.updates.filter { acceptUpdate($0) }
+            let sender = envelope.sender.raw
+            packet.updates = packet.updates.compactMap { vet($0, sender: sender) }
             if case .pushPull(var pp) = packet.message {
-                pp.entries = pp.entries.filter { acceptEntry($0) }
+                pp.entries = pp.entries.compactMap { vet($0, sender: sender) }
                 packet.message = .pushPull(pp)
             }
             membership.receive(packet, from: source, now: now)
@@ -320,21 +321,69 @@ public final class MeshNode {
         return nil
     }
 
-    /// Checks the record in an alive update: signed by the member it names,
-    /// trusted, and not claiming more than the update.
-    private func acceptUpdate(_ u: GossipUpdate) -> Bool {
+    // MARK: Vetting gossip
+    //
+    // Every claim about a member is vetted before SWIM sees it, so that a
+    // trusted member that lies (or relays lies) changes nothing it should not:
+    // - alive: only with the member's own record signed for exactly that
+    //   incarnation and control endpoint (about us too: only a record we signed,
+    //   e.g. of a former life, makes us refute);
+    // - suspect, dead, left: only at an incarnation the member has signed (as
+    //   far as we know), so a false accusation can always be refuted — one at
+    //   2^64-1 never could;
+    // - dead and left said by anyone but the member itself are only a
+    //   suspicion here (as memberlist merges remote state): the member is
+    //   probed and removed only if it does not answer in time, so no single
+    //   member can evict another. A leaving member tells everyone itself.
+
+    /// The update to apply for `u` from `sender`, or nil to drop it.
+    private func vet(_ u: GossipUpdate, sender: Bytes32) -> GossipUpdate? {
         switch u {
         case let .alive(member, incarnation, endpoint, metadata):
-            return verify(member: member, incarnation: incarnation, endpoint: endpoint, metadata: metadata, exact: true)
-        case let .suspect(member, _, _), let .dead(member, _, _), let .left(member, _):
-            return member == identity.publicKey.raw || records[member] != nil || trusted(member)
+            return verify(member: member, incarnation: incarnation, endpoint: endpoint, metadata: metadata, exact: true) ? u : nil
+        case let .suspect(member, incarnation, _):
+            return accusable(member, at: incarnation, proof: nil) ? u : nil
+        case let .dead(member, incarnation, from):
+            guard accusable(member, at: incarnation, proof: nil) else { return nil }
+            return sender == member || member == identity.publicKey.raw ? u : .suspect(member: member, incarnation: incarnation, from: from == member ? sender : from)
+        case let .left(member, incarnation):
+            guard accusable(member, at: incarnation, proof: nil) else { return nil }
+            return sender == member || member == identity.publicKey.raw ? u : .suspect(member: member, incarnation: incarnation, from: sender)
         }
     }
 
-    private func acceptEntry(_ e: MemberEntry) -> Bool {
-        // A suspect or dead entry may name a later incarnation than the record
-        // it carries (the accusation came after); an alive one may not.
-        verify(member: e.member, incarnation: e.incarnation, endpoint: e.endpoint, metadata: e.metadata, exact: e.status == .alive)
+    private func vet(_ e: MemberEntry, sender: Bytes32) -> MemberEntry? {
+        switch e.status {
+        case .alive:
+            return verify(member: e.member, incarnation: e.incarnation, endpoint: e.endpoint, metadata: e.metadata, exact: true) ? e : nil
+        case .suspect, .dead, .left:
+            // The record carried may be older than the accusation (it came after);
+            // it must be genuine, and the accusation within what the member signed.
+            guard e.member == identity.publicKey.raw
+                    || verify(member: e.member, incarnation: e.incarnation, endpoint: e.endpoint, metadata: e.metadata, exact: false) else { return nil }
+            guard accusable(e.member, at: e.incarnation, proof: e.metadata) else { return nil }
+            guard e.status == .left, sender != e.member, e.member != identity.publicKey.raw else { return e }
+            var s = e
+            s.status = .suspect
+            return s
+        }
+    }
+
+    /// Whether an accusation of `member` at `incarnation` stays within what
+    /// `member` has signed: the newest record of it we hold (or `proof`, a
+    /// record it carries); for us, our incarnation or a record we signed.
+    private func accusable(_ member: Bytes32, at incarnation: UInt64, proof: [UInt8]?) -> Bool {
+        var signed: UInt64
+        if member == identity.publicKey.raw {
+            signed = membership.incarnation
+            if let p = proof, let r = try? MemberRecord.decode(p), r.identity == identity.publicKey { signed = max(signed, r.incarnation) }
+        } else {
+            // Unknown to us: SWIM ignores claims about members it does not have.
+            guard let r = records[member] else { return true }
+            signed = r.incarnation
+        }
+        guard incarnation <= signed else { drops[.unsignedIncarnation, default: 0] &+= 1; return false }
+        return true
     }
 
     private func trusted(_ raw: Bytes32) -> Bool { (try? IdentityPublicKey(raw: raw)).map { isTrusted($0) } ?? false }
@@ -346,8 +395,13 @@ public final class MeshNode {
     /// (`exact`), or at most it. An alive update is authority to override
     /// suspicion, so only the owner's signature for that incarnation counts.
     private func verify(member: Bytes32, incarnation: UInt64, endpoint: Endpoint, metadata: [UInt8], exact: Bool) -> Bool {
-        if member == identity.publicKey.raw { return true }   // the core refutes claims about us itself
         guard let r = try? MemberRecord.decode(metadata) else { drops[.badSignature, default: 0] &+= 1; return false }
+        if member == identity.publicKey.raw {
+            // About us: only our own signature (a former life's record) makes SWIM refute.
+            guard r.identity == identity.publicKey, r.controlEndpoint == endpoint, exact ? r.incarnation == incarnation : r.incarnation <= incarnation
+            else { drops[.forgedRecord, default: 0] &+= 1; return false }
+            return true
+        }
         guard r.identity.raw == member, isTrusted(r.identity) else { drops[.untrustedSender, default: 0] &+= 1; return false }
         guard r.controlEndpoint == endpoint else { drops[.forgedRecord, default: 0] &+= 1; return false }
         guard exact ? r.incarnation == incarnation : r.incarnation <= incarnation else { drops[.staleRecord, default: 0] &+= 1; return false }

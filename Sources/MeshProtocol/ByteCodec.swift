@@ -6,7 +6,10 @@ import MeshBase
 public struct WireError: Error, Equatable, Sendable, CustomStringConvertible {
     public enum Reason: String, Sendable {
         case truncated, trailingBytes, badMagic, unsupportedVersion, unknownType, badValue, badSignature,
-             untrustedSender, replayed, staleRecord, forgedRecord, tooLarge
+             untrustedSender, replayed, staleRecord, forgedRecord, tooLarge,
+             /// An accusation (suspect, dead, left) at an incarnation the accused never signed:
+             /// a lie that, believed, could never be refuted.
+             unsignedIncarnation
     }
     public let reason: Reason
     public let detail: String

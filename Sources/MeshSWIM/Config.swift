@@ -54,6 +54,11 @@ public struct SWIMConfig: Hashable, Sendable {
     /// lasts), and re-gossip our own alive when accused at an old incarnation, so a node that
     /// missed a refutation gets it from the member itself. False behaves as memberlist does.
     public var recheckSuspects: Bool
+    /// Ours: a leaving member tells every live member itself (memberlist gossips
+    /// the leave to the fan-out only), since a mesh that vets gossip believes a
+    /// leave only from the member itself (MeshCore.MeshNode) and takes one relayed by
+    /// others as a suspicion.
+    public var leaveToEveryone = true
 
     // MARK: Implementation limits
 
@@ -120,6 +125,7 @@ public struct SWIMConfig: Hashable, Sendable {
         c.probeInterval = .seconds(1)
         c.probeTimeout = .milliseconds(500)
         c.recheckSuspects = false
+        c.leaveToEveryone = false
         return c
     }()
 

@@ -232,6 +232,14 @@ public struct SWIMMembership: Sendable {
         relays = [:]
         suspicions = [:]
         broadcasts.enqueue(.left(member: id, incarnation: incarnation))
+        // Ours: every live member hears the leave from us, not only the gossip
+        // fan-out (a mesh that does not believe one member saying another has
+        // left, as MeshNode does not, then still removes us at once).
+        if config.leaveToEveryone {
+            for slot in table.indices where table[slot].isLive {
+                emit(SWIMPacket(sender: id, message: .gossip, updates: [.left(member: id, incarnation: incarnation)]), to: address(slot))
+            }
+        }
         gossipRound(now: now)
         nextGossipAt = now + config.gossipInterval
     }
@@ -242,7 +250,7 @@ public struct SWIMMembership: Sendable {
         if let m = metadata, m.count > config.maxMetadataSize { throw .metadataTooLarge(size: m.count, limit: config.maxMetadataSize) }
         if let e = endpoint { self.endpoint = e }
         if let m = metadata { self.metadata = m }
-        setIncarnation(incarnation + 1)
+        setIncarnation(incarnation == .max ? .max : incarnation + 1)
         broadcasts.enqueue(aliveSelf)
     }
 
@@ -548,7 +556,8 @@ public struct SWIMMembership: Sendable {
     /// Refutes an accusation (suspect, dead, left, or a stale alive) at
     /// `accused`: a higher incarnation, gossiped alive. Lifeguard counts it against local health.
     private mutating func refute(accused: UInt64) {
-        setIncarnation(max(incarnation, accused) + 1)
+        let top = max(incarnation, accused)
+        setIncarnation(top == .max ? .max : top + 1)   // never traps; callers vet incarnations (MeshNode)
         counters.refutations += 1
         awareness.apply(1)
         broadcasts.enqueue(aliveSelf)

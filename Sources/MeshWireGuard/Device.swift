@@ -52,24 +52,37 @@ public struct DeviceOptions: Sendable {
 }
 
 /// Per-source token buckets for handshake messages while under load (kernel ratelimiter.c).
+/// Per-source token buckets for handshakes that carry a valid cookie while
+/// under load (kernel ratelimiter.c): IPv4 sources by address, IPv6 by /64
+/// (one host has a whole /64), at most `capacity` sources at once (more are
+/// refused until idle ones are swept, so a flood of sources costs bounded memory).
 struct HandshakeRateLimiter {
     struct Bucket { var tokens: Double; var last: Instant }
-    private var buckets: [IPAddress: Bucket] = [:]
+    private(set) var buckets: [IPAddress: Bucket] = [:]
     private var lastSweep: Instant = .zero
+    let capacity: Int
+
+    init(capacity: Int = 16_384) { self.capacity = capacity }
+
+    static func key(_ source: IPAddress) -> IPAddress {
+        if case .v6(let a) = source { return .v6(IPv6Address(high: a.high, low: 0)) }
+        return source
+    }
 
     mutating func allow(_ source: IPAddress, now: Instant) -> Bool {
         if now - lastSweep > .seconds(1) {
             buckets = buckets.filter { now - $0.value.last < .seconds(1) }
             lastSweep = now
         }
+        let key = Self.key(source)
         let rate = Double(WireGuardProtocol.ratelimitPacketsPerSecond)
         let burst = Double(WireGuardProtocol.ratelimitBurst)
-        var b = buckets[source] ?? Bucket(tokens: burst, last: now)
+        guard var b = buckets[key] ?? (buckets.count < capacity ? Bucket(tokens: burst, last: now) : nil) else { return false }
         b.tokens = min(burst, b.tokens + (now - b.last).seconds * rate)
         b.last = now
         let ok = b.tokens >= 1
         if ok { b.tokens -= 1 }
-        buckets[source] = b
+        buckets[key] = b
         return ok
     }
 }

@@ -17,6 +17,8 @@ protocol ControlTransport: AnyObject {
     var fileDescriptor: Int32 { get }
     func receiveAll() -> [([UInt8], Endpoint)]
     func send(_ bytes: [UInt8], to: Endpoint)
+    /// Datagrams dropped before the control plane saw them (a full queue).
+    var queueDrops: UInt64 { get }
 }
 
 /// Kernel mode: a dual-stack UDP socket of its own.
@@ -40,13 +42,19 @@ final class SocketControlTransport: ControlTransport {
     }
 
     func send(_ bytes: [UInt8], to: Endpoint) { _ = try? socket.send(bytes, to: to) }
+    /// The kernel drops what overflows the socket's buffer (counted in /proc/net/udp6, not here).
+    var queueDrops: UInt64 { 0 }
 }
 
 /// Userspace mode: the engine's shared port.
 final class EngineControlTransport: ControlTransport, @unchecked Sendable {
     // The engine's UDP thread appends; the daemon thread drains. `inbox` is the only shared state.
     private let engine: UserspaceEngine
-    final class Inbox: Sendable { let queue = Mutex<[([UInt8], Endpoint)]>([]) }
+    final class Inbox: Sendable {
+        let queue = Mutex<[([UInt8], Endpoint)]>([])
+        /// Datagrams dropped because the queue was full (a flood faster than the daemon verifies).
+        let overflow = Atomic<UInt64>(0)
+    }
     private let inbox = Inbox()
     private let wake: WakeupSignal
     static let maxQueued = 4096
@@ -61,7 +69,7 @@ final class EngineControlTransport: ControlTransport, @unchecked Sendable {
                 q.append((bytes, from))
                 return true
             }
-            if added { w.signal() }
+            if added { w.signal() } else { inbox.overflow.add(1, ordering: .relaxed) }
         }
     }
 
@@ -77,6 +85,7 @@ final class EngineControlTransport: ControlTransport, @unchecked Sendable {
     }
 
     func send(_ bytes: [UInt8], to: Endpoint) { engine.sendControl(bytes, to: to) }
+    var queueDrops: UInt64 { inbox.overflow.load(ordering: .relaxed) }
 }
 
 /// This host's addresses, as the kernel would use them (no packet is sent).

@@ -570,7 +570,8 @@ struct Up: ParsableCommand {
                                 listenPort: port, controlPort: ctlPort, identity: identity.publicKey,
                                 wireGuardKey: identity.wireGuardPublicKey.base64, addresses: addresses.map(\.description),
                                 trustOpen: settings.open, trustedKeys: trust.count, members: lines,
-                                drops: node.drops.map { ($0.key.rawValue, $0.value) }.sorted { $0.0 < $1.0 }, engine: plane.statistics,
+                                drops: (node.drops.map { ($0.key.rawValue, $0.value) } + (transport.queueDrops > 0 ? [("queueFull", transport.queueDrops)] : []))
+                                    .sorted { $0.0 < $1.0 }, engine: plane.statistics,
                                 nat: StatusReport.NATStatus(publicEndpoint: stun.reflexive, mapping: stun.mapping.rawValue, stunServers: stunEndpoints.count,
                                                             offersRelay: node.offersRelay && relayForwarder != nil,
                                                             relayedPairs: relayForwarder?.allocations ?? 0, relayedPackets: relayForwarder?.forwarded.packets ?? 0,
