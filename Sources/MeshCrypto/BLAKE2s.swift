@@ -15,18 +15,18 @@ public struct BLAKE2s: Sendable {
     static let iv: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
         (0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19)
 
-    // RFC 7693 section 2.7, SIGMA (ten rounds).
-    static let sigma: [[Int]] = [
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
-        [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
-        [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4],
-        [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8],
-        [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13],
-        [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9],
-        [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11],
-        [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10],
-        [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5],
-        [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0],
+    // RFC 7693 section 2.7, SIGMA (ten rounds), flat: round r is sigma[16r ..< 16r+16].
+    static let sigma: [UInt8] = [
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+        14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3,
+        11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4,
+        7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8,
+        9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13,
+        2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9,
+        12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11,
+        13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10,
+        6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5,
+        10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0,
     ]
 
     var h: [UInt32]
@@ -90,27 +90,39 @@ public struct BLAKE2s: Sendable {
         return out
     }
 
+    // The message words and the working vector live on the stack (no heap
+    // allocation per block: a handshake flood is answered with MACs).
     private mutating func compress(block: UnsafeRawPointer, last: Bool) {
-        var m = [UInt32](repeating: 0, count: 16)
-        for i in 0..<16 { m[i] = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
         let iv = BLAKE2s.iv
-        var v: [UInt32] = h + [iv.0, iv.1, iv.2, iv.3,
-                               iv.4 ^ UInt32(truncatingIfNeeded: t), iv.5 ^ UInt32(truncatingIfNeeded: t >> 32),
-                               last ? ~iv.6 : iv.6, iv.7]
-        @inline(__always) func g(_ a: Int, _ b: Int, _ c: Int, _ d: Int, _ x: UInt32, _ y: UInt32) {
-            v[a] = v[a] &+ v[b] &+ x; v[d] = (v[d] ^ v[a]).rotatedRight(16)
-            v[c] = v[c] &+ v[d]; v[b] = (v[b] ^ v[c]).rotatedRight(12)
-            v[a] = v[a] &+ v[b] &+ y; v[d] = (v[d] ^ v[a]).rotatedRight(8)
-            v[c] = v[c] &+ v[d]; v[b] = (v[b] ^ v[c]).rotatedRight(7)
+        let t = self.t
+        h.withUnsafeMutableBufferPointer { h in
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 32) { scratch in
+                let m = scratch.baseAddress!, v = m + 16
+                for i in 0..<16 { m[i] = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
+                for i in 0..<8 { v[i] = h[i] }
+                v[8] = iv.0; v[9] = iv.1; v[10] = iv.2; v[11] = iv.3
+                v[12] = iv.4 ^ UInt32(truncatingIfNeeded: t); v[13] = iv.5 ^ UInt32(truncatingIfNeeded: t >> 32)
+                v[14] = last ? ~iv.6 : iv.6; v[15] = iv.7
+                @inline(__always) func g(_ a: Int, _ b: Int, _ c: Int, _ d: Int, _ x: UInt32, _ y: UInt32) {
+                    v[a] = v[a] &+ v[b] &+ x; v[d] = (v[d] ^ v[a]).rotatedRight(16)
+                    v[c] = v[c] &+ v[d]; v[b] = (v[b] ^ v[c]).rotatedRight(12)
+                    v[a] = v[a] &+ v[b] &+ y; v[d] = (v[d] ^ v[a]).rotatedRight(8)
+                    v[c] = v[c] &+ v[d]; v[b] = (v[b] ^ v[c]).rotatedRight(7)
+                }
+                BLAKE2s.sigma.withUnsafeBufferPointer { sigma in
+                    for r in 0..<10 {
+                        let s = sigma.baseAddress! + 16 * r
+                        g(0, 4, 8, 12, m[Int(s[0])], m[Int(s[1])]); g(1, 5, 9, 13, m[Int(s[2])], m[Int(s[3])])
+                        g(2, 6, 10, 14, m[Int(s[4])], m[Int(s[5])]); g(3, 7, 11, 15, m[Int(s[6])], m[Int(s[7])])
+                        g(0, 5, 10, 15, m[Int(s[8])], m[Int(s[9])]); g(1, 6, 11, 12, m[Int(s[10])], m[Int(s[11])])
+                        g(2, 7, 8, 13, m[Int(s[12])], m[Int(s[13])]); g(3, 4, 9, 14, m[Int(s[14])], m[Int(s[15])])
+                    }
+                }
+                for i in 0..<8 { h[i] ^= v[i] ^ v[i + 8] }
+                // The working state may derive from a key.
+                for i in 0..<32 { m[i] = 0 }
+            }
         }
-        for r in 0..<10 {
-            let s = BLAKE2s.sigma[r]
-            g(0, 4, 8, 12, m[s[0]], m[s[1]]); g(1, 5, 9, 13, m[s[2]], m[s[3]])
-            g(2, 6, 10, 14, m[s[4]], m[s[5]]); g(3, 7, 11, 15, m[s[6]], m[s[7]])
-            g(0, 5, 10, 15, m[s[8]], m[s[9]]); g(1, 6, 11, 12, m[s[10]], m[s[11]])
-            g(2, 7, 8, 13, m[s[12]], m[s[13]]); g(3, 4, 9, 14, m[s[14]], m[s[15]])
-        }
-        for i in 0..<8 { h[i] ^= v[i] ^ v[i + 8] }
     }
 
     /// One-shot BLAKE2s of the concatenation of `parts`.

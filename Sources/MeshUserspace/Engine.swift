@@ -231,10 +231,33 @@ public final class UserspaceEngine: @unchecked Sendable {
         return out
     }
 
-    private func send(_ transmits: [Transmit]) {
+    /// Sends what the device queued (handshakes, cookie replies, keepalives,
+    /// staged data); cookie replies through `batch` (a thread's own) with
+    /// sendmmsg, so a handshake flood's replies cost one system call per
+    /// receive batch, not one each.
+    private func send(_ transmits: [Transmit], batch: DatagramBatch? = nil) {
         guard !transmits.isEmpty else { return }
         let s = socket.withLock { $0 }
-        for t in transmits { _ = try? s.send(t.bytes, to: t.endpoint) }
+        guard let batch, transmits.count > 1 else {
+            for t in transmits { _ = try? s.send(t.bytes, to: t.endpoint) }
+            return
+        }
+        // Cookie replies go in the batch; anything else (a handshake response,
+        // data) is sent by itself first, so a batch the kernel cuts short
+        // (a full send buffer under a flood) loses only cookie replies.
+        var used = 0
+        for t in transmits {
+            guard t.bytes.first == WireGuardProtocol.messageHandshakeCookie, t.bytes.count <= batch.slotSize else {
+                _ = try? s.send(t.bytes, to: t.endpoint)
+                continue
+            }
+            t.bytes.withUnsafeBytes { batch.slotBuffer(used).copyMemory(from: $0) }
+            batch.setPayload(used, offset: 0, length: t.bytes.count)
+            batch.setEndpoint(used, t.endpoint)
+            used += 1
+            if used == batch.capacity { _ = try? s.send(batch, count: used); used = 0 }
+        }
+        if used > 0 { _ = try? s.send(batch, count: used) }
     }
 
     private func tunLoop() {
@@ -288,6 +311,7 @@ public final class UserspaceEngine: @unchecked Sendable {
         // Sized for 64 datagrams per slot (the kernel's UDP_GRO_CNT_MAX); more only grows it once.
         deliveries.reserveCapacity(batch.capacity * 64)
         var control: [([UInt8], Endpoint)] = []
+        let replies = try? DatagramBatch(capacity: configuration.batchSize, bufferSize: 2048)
         while !isStopping {
             let s = socket.withLock { $0 }
             let poller = Poller([s.fileDescriptor, stopSignal.fileDescriptor, udpWake.fileDescriptor])
@@ -320,7 +344,7 @@ public final class UserspaceEngine: @unchecked Sendable {
                         }
                         return d.hasPendingTransmits ? drain(d) : []
                     }
-                    send(out)
+                    send(out, batch: replies)
                     for p in deliveries {
                         let packet = UnsafeRawBufferPointer(rebasing: batch.slotBuffer(p.slot)[p.offset..<(p.offset + p.length)])
                         tun.write(packet, coalescing: coalescer)

@@ -112,6 +112,8 @@ public final class WireGuardDevice {
     private var loadWindowStart: Instant = .zero
     private var loadWindowCount = 0
     private var lastUnderLoad: Instant?
+    private var noncePool: [UInt8] = []
+    private var noncePoolUsed = 0
 
     /// Wall-clock time at monotonic instant zero, for TAI64N timestamps and
     /// last-handshake times. Set by the I/O layer (`setWallClock`).
@@ -408,6 +410,17 @@ public final class WireGuardDevice {
         }
     }
 
+    /// A random 24-byte nonce for a cookie reply, from a pool filled 128 at a
+    /// time (one getrandom call per 128 replies under a flood, not one each).
+    private func cookieNonce() -> [UInt8] {
+        if noncePoolUsed + 24 > noncePool.count {
+            noncePool = SystemRandom.bytes(24 * 128)
+            noncePoolUsed = 0
+        }
+        defer { noncePoolUsed += 24 }
+        return Array(noncePool[noncePoolUsed..<(noncePoolUsed + 24)])
+    }
+
     private func isUnderLoad(now: Instant) -> Bool {
         if now - loadWindowStart >= .seconds(1) {
             loadWindowStart = now
@@ -429,7 +442,7 @@ public final class WireGuardDevice {
             drop(.invalidMAC); return .drop(.invalidMAC)
         case .validMACNoCookie where underLoad:
             let reply = cookieChecker.makeReply(receiverIndex: msg.u32(at: 4), mac1: msg.array(mac1Offset..<(mac1Offset + 16)),
-                                                source: source, local: local, nonce: SystemRandom.bytes(24), now: now)
+                                                source: source, local: local, nonce: cookieNonce(), now: now)
             queue(reply, to: source, peer: nil)
             statistics.cookieRepliesSent &+= 1
             drop(.cookieRequired)
