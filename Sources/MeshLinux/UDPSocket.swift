@@ -145,6 +145,40 @@ public final class UDPSocket: @unchecked Sendable {
     /// The bound port; 0 when unbound or closed.
     public var port: UInt16 { (try? localEndpoint())?.port ?? 0 }
 
+    /// Datagrams the kernel dropped for this socket (a full receive buffer,
+    /// checksum errors): the `drops` column of its line in /proc/net/udp6 or
+    /// /proc/net/udp (this network namespace), found by the socket's inode.
+    /// nil when the socket is closed or not listed.
+    public var kernelDrops: UInt64? {
+        var st = stat()
+        guard fstat(fileDescriptor, &st) == 0 else { return nil }
+        let inode = String(st.st_ino)
+        for table in ["/proc/net/udp6", "/proc/net/udp"] {
+            guard let text = Self.readProcFile(table) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let f = line.split(separator: " ", omittingEmptySubsequences: true)
+                if f.count >= 13, f[9] == inode { return UInt64(f[12]) }
+            }
+        }
+        return nil
+    }
+
+    /// A /proc file's text (its size is not known in advance: read to the end).
+    static func readProcFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            out += chunk[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// Sets the receive buffer (SO_RCVBUF, socket(7)). Tries SO_RCVBUFFORCE
     /// first, which exceeds net.core.rmem_max but needs CAP_NET_ADMIN, and
     /// falls back to SO_RCVBUF (capped by rmem_max) on EPERM. Returns the size

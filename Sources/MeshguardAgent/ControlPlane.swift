@@ -42,8 +42,8 @@ final class SocketControlTransport: ControlTransport {
     }
 
     func send(_ bytes: [UInt8], to: Endpoint) { _ = try? socket.send(bytes, to: to) }
-    /// The kernel drops what overflows the socket's buffer (counted in /proc/net/udp6, not here).
-    var queueDrops: UInt64 { 0 }
+    /// What the kernel dropped because the socket's buffer was full (a flood faster than the daemon verifies).
+    var queueDrops: UInt64 { socket.kernelDrops ?? 0 }
 }
 
 /// Userspace mode: the engine's shared port.

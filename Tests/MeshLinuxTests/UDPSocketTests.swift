@@ -336,3 +336,22 @@ import Testing
         #expect(signal.fileDescriptor == -1)
     }
 }
+
+@Suite struct UDPSocketDropTests {
+    /// Datagrams a full receive buffer cannot take are counted by the kernel
+    /// and read back from /proc/net/udp6 (the kernel-mode control plane's `queueFull`).
+    @Test func kernelDropsCountAFullReceiveBuffer() throws {
+        let receiver = try UDPSocket(family: .dualStack, nonBlocking: true)
+        let port = try receiver.bind(port: 0)
+        try receiver.setReceiveBufferSize(4096)
+        #expect(receiver.kernelDrops == 0)
+        let sender = try UDPSocket(family: .dualStack, nonBlocking: false)
+        _ = try sender.bind(port: 0)
+        let payload = [UInt8](repeating: 7, count: 1000)
+        for _ in 0..<200 { _ = try sender.send(payload, to: Endpoint(.v4(IPv4Address(127, 0, 0, 1)), port: port)) }
+        let drops = try #require(receiver.kernelDrops)
+        #expect(drops > 100)
+        receiver.close()
+        #expect(receiver.kernelDrops == nil)
+    }
+}
