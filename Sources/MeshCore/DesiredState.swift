@@ -45,6 +45,40 @@ public enum DesiredState {
         return c
     }
 
+    /// A keepalive interval that is only ever turned on and at once off again (`nudge`).
+    public static let greetingKeepalive: UInt16 = 25
+
+    /// The first of two applies, when some peers need a packet sent now (nil
+    /// when none does); the second applies `peers` as they are. Turning a
+    /// persistent keepalive on makes either engine send one at once (a
+    /// handshake when there is no session):
+    ///
+    /// - a peer across a NAT whose endpoint moved (punched, relayed, back to
+    ///   direct) gets its keepalive off here and on again, so the new path
+    ///   opens now rather than at the next keepalive;
+    /// - a peer routed for the first time (new, or heard from at last) with an
+    ///   endpoint and no keepalive of its own is greeted: on here, off again.
+    ///   A member that restarted before the others noticed has lost its
+    ///   sessions; they keep sending with keys it no longer has until theirs
+    ///   times out (KEEPALIVE + REKEY_TIMEOUT, 15 s). Its greeting is a
+    ///   handshake that replaces their stale session at once.
+    public static func nudge(_ peers: [MeshPeerState], before: [IdentityPublicKey: MeshPeerState]) -> [MeshPeerState]? {
+        var any = false
+        let first = peers.map { p -> MeshPeerState in
+            var q = p
+            let was = before[p.key]
+            if let was, p.persistentKeepalive != nil, was.endpoint != p.endpoint {
+                q.persistentKeepalive = nil
+                any = true
+            } else if p.routed, !(was?.routed ?? false), p.endpoint != nil, p.persistentKeepalive == nil {
+                q.persistentKeepalive = greetingKeepalive
+                any = true
+            }
+            return q
+        }
+        return any ? first : nil
+    }
+
     /// Resolves static peers against the trust set: every entry must name a trusted peer.
     public static func resolve(_ entries: [StaticPeer], trust: TrustSet) -> (peers: [MeshPeerState], problems: [String]) {
         var peers: [MeshPeerState] = []

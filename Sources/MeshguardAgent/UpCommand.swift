@@ -425,16 +425,13 @@ struct Up: ParsableCommand {
         func applyMembership() {
             guard node.generation != appliedGeneration else { return }
             appliedGeneration = node.generation
-            let before = Dictionary(peers.map { ($0.key, $0.endpoint) }, uniquingKeysWith: { a, _ in a })
+            let before = Dictionary(peers.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
             peers = Up.merge(staticPeers, node.peers)
             do {
-                // A peer across a NAT whose endpoint moved (punched, relayed, back to direct): turn its
-                // persistent keepalive off and on, which makes both engines send at once, so the new
-                // path (a NAT mapping, a relay port) opens now rather than at the next keepalive.
-                let moved = Set(peers.filter { p in p.persistentKeepalive != nil && before[p.key] != nil && before[p.key]! != p.endpoint }.map(\.key))
-                if !moved.isEmpty {
-                    let quiet = peers.map { p in moved.contains(p.key) ? MeshPeerState(key: p.key, endpoint: p.endpoint, persistentKeepalive: nil, routed: p.routed) : p }
-                    try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: quiet))
+                // Peers that need a packet now (a moved NAT path; a member routed for the first time,
+                // which may have restarted): a keepalive turned on (or off, then on) sends one at once.
+                if let first = DesiredState.nudge(peers, before: before) {
+                    try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: first))
                 }
                 let change = try plane.apply(desired: DesiredState.device(identity: identity, listenPort: port, peers: peers))
                 if !change.peers.isEmpty {
