@@ -257,14 +257,20 @@ public final class MeshNode {
         }
     }
 
-    /// Replaces the trust set (authorized_keys changed): revoked members stop being peers at once.
+    /// Replaces the trust set (authorized_keys changed): revoked members stop
+    /// being peers at once; members trusted again are asked for a push-pull at
+    /// once (they may hold us dead, and we them, after the time they were not
+    /// trusted: both sides refute now rather than at the next re-join, 30 s).
     public func setTrust(_ t: TrustSet) {
         for (key, r) in records where !isOpen && !t.contains(r.identity) {
             records[key] = nil
             opener.forget(r.identity)
         }
+        let old = trust
         trust = t
         generation &+= 1
+        guard !isOpen else { return }
+        for p in t.peers where !old.contains(p.key) { membership.pushPull(with: p.key.raw) }
     }
 
     /// A datagram that arrived on the control port.

@@ -519,6 +519,17 @@ public struct SWIMMembership: Sendable {
         }
     }
 
+    /// Exchanges state with `member` now (a join push-pull to where it is
+    /// reached), whatever its state here: e.g. when it has just become trusted
+    /// again, so both sides learn at once what the other holds (a death to
+    /// refute) instead of at the next re-join. False when it is unknown.
+    @discardableResult
+    public mutating func pushPull(with member: Bytes32) -> Bool {
+        guard !hasLeft, let slot = table.slot(of: member) else { return false }
+        sendPushPull(to: address(slot), exchange: nil, isJoin: true)
+        return true
+    }
+
     /// Re-join: push-pull with one seed that is not a live member and one
     /// dead member, so both sides of a healed partition exchange state.
     private mutating func rejoin(now: Instant) {

@@ -107,6 +107,29 @@ final class MeshLab {
         #expect(lab.peerKeys(0) == [lab.key(1)])
     }
 
+    /// A member revoked and then trusted again is back at once (a push-pull
+    /// on the trust change brings its record back), not at the next push-pull
+    /// or re-join up to 30 s later; also after both sides held each other dead.
+    /// Found by mesh-soak.sh.
+    @Test(arguments: [1, 40]) func aMemberTrustedAgainIsBackAtOnce(revokedSeconds: Int) throws {
+        let lab = try MeshLab(count: 4)
+        for i in 1..<4 { lab.nodes[i].join(seeds: [lab.endpoints[0]], now: lab.now) }
+        lab.run(for: .seconds(5))
+        let full = (0..<3).map { lab.nodes[$0].trust }
+        for i in 0..<3 {
+            var t = lab.nodes[i].trust
+            try t.remove("n3")
+            lab.nodes[i].setTrust(t)
+        }
+        lab.run(for: .seconds(revokedSeconds))
+        for i in 0..<3 { #expect(!lab.peerKeys(i).contains(lab.key(3))) }
+        for i in 0..<3 { lab.nodes[i].setTrust(full[i]) }
+        lab.pump()
+        lab.run(for: .seconds(2))
+        for i in 0..<3 { #expect(lab.routedKeys(i).contains(lab.key(3)), "node \(i)") }
+        #expect(lab.routedKeys(3).count == 3)
+    }
+
     @Test func aFailedNodeLeavesEveryPeerList() throws {
         let lab = try MeshLab(count: 4)
         for i in 1..<4 { lab.nodes[i].join(seeds: [lab.endpoints[0]], now: lab.now) }
