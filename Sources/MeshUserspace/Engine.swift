@@ -70,7 +70,13 @@ public final class UserspaceEngine: @unchecked Sendable {
     private let superPacketsSplit = Atomic(0)
     private let segmentsMerged = Atomic(0)
     /// Receives every datagram on the port that is not a WireGuard message.
-    private let controlHandler: Locked<(@Sendable ([UInt8], Endpoint) -> Void)?> = Locked(nil)
+    /// The closure is kept in a struct: stored bare in the generic `Locked`,
+    /// each `withLock { $0 }` wrote it back wrapped in two more reabstraction
+    /// thunks, so every delivery ran through a longer chain (memory, CPU and
+    /// stack growing without end until the thread's stack overflowed; found by
+    /// Tests/Integration/mesh-soak.sh).
+    private struct ControlHandler { let call: @Sendable ([UInt8], Endpoint) -> Void }
+    private let controlHandler = Locked<ControlHandler?>(nil)
 
     public init(_ configuration: EngineConfiguration) throws {
         self.configuration = configuration
@@ -115,7 +121,9 @@ public final class UserspaceEngine: @unchecked Sendable {
     public var listenPort: UInt16 { device.withLock { $0.listenPort } }
 
     /// Sets the handler for non-WireGuard datagrams (the control plane).
-    public func setControlHandler(_ h: (@Sendable ([UInt8], Endpoint) -> Void)?) { controlHandler.withLock { $0 = h } }
+    public func setControlHandler(_ h: (@Sendable ([UInt8], Endpoint) -> Void)?) {
+        controlHandler.withLock { $0 = h.map { ControlHandler(call: $0) } }
+    }
 
     /// Starts the threads and the UAPI socket.
     public func start() throws {
@@ -351,7 +359,7 @@ public final class UserspaceEngine: @unchecked Sendable {
                     }
                     tun.flush(coalescer)
                     segmentsMerged.store(coalescer.merged, ordering: .relaxed)
-                    if !control.isEmpty, let h = controlHandler.withLock({ $0 }) {
+                    if !control.isEmpty, let h = controlHandler.withLock({ $0 })?.call {
                         for (bytes, from) in control { h(bytes, from) }
                     }
                     if n < batch.capacity { break }

@@ -35,7 +35,9 @@ final class OSThread {
     }
 }
 
-/// A mutex around a value. `withLock` is the only access.
+/// A mutex around a value. `withLock` is the only access. Never a bare
+/// closure as `Value`: each inout access would reabstract it and write it back
+/// wrapped in new thunks (wrap it in a struct; see `UserspaceEngine.ControlHandler`).
 final class Locked<Value>: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t> = .allocate(capacity: 1)
     private var value: Value

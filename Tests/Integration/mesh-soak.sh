@@ -15,8 +15,9 @@
 # agents n1..n3: descriptors and threads exactly flat (the lowest count in the
 # first 10 s after warm-up equals the lowest in the last 10 s: a transient
 # `wg`/`status` connection is not a leak, one per cycle is); no RSS growth
-# per churn cycle above SOAK_RSS_LIMIT bytes (a least-squares line through
-# the samples after warm-up: a leak detector, not a performance bound); ping
+# per churn cycle above SOAK_RSS_LIMIT bytes nor per minute above
+# SOAK_RSS_RATE (a least-squares line through the samples after warm-up: a
+# leak detector, not a performance bound); ping
 # loss between long-lived members and to n4 outside churn windows ≤ 1 %.
 # Figures printed: RSS start→end and slope (bytes/min, bytes/cycle), fds,
 # threads, loss inside and outside churn windows, time to converge per cycle.
@@ -31,6 +32,10 @@
 #   SOAK_CHURN=0      no churn (a baseline: growth from traffic and time alone)
 #   SOAK_TRAFFIC=0    no traffic but a ping a second on each flow (a baseline: the control plane alone)
 #   SOAK_RSS_LIMIT=262144  bytes of RSS growth per churn cycle that fail
+#   SOAK_RSS_RATE=32768    bytes of RSS growth per minute that fail, churn or not
+#                     (the fitted slope; a leaked reabstraction thunk per control
+#                     datagram made ~60 KB/min, fixed ones stay under ~12 KB/min
+#                     in 2 minutes and ~4 KB/min over longer runs)
 #   SOAK_OUT=DIR      keep samples.csv, cycles.csv, the ping and agent logs
 #                     (on failure they are kept anyway, in /tmp/mesh-soak-<run>)
 source "$(dirname "$0")/lib.sh"
@@ -42,6 +47,7 @@ SOAK_WARMUP=${SOAK_WARMUP:-$(( SOAK_SECONDS / 4 > 20 ? SOAK_SECONDS / 4 : 20 ))}
 SOAK_STEADY=${SOAK_STEADY:-8}
 SOAK_SAMPLE=${SOAK_SAMPLE:-2}
 SOAK_RSS_LIMIT=${SOAK_RSS_LIMIT:-262144}
+SOAK_RSS_RATE=${SOAK_RSS_RATE:-32768}
 SOAK_CHURN=${SOAK_CHURN:-1}
 SOAK_TRAFFIC=${SOAK_TRAFFIC:-1}
 DEADLINE=${SOAK_DEADLINE:-90}
@@ -208,9 +214,9 @@ touch "$tmp/stop-sampler"; wait "$SAMPLER" 2>/dev/null || true
 for i in 1 2 3; do kill -0 "${PID[i]}" 2>/dev/null || bad "n$i exited during the soak"; done
 
 # Figures and the checks on them.
-python3 - "$OUT" "$T0" "$TEND" "$SOAK_WARMUP" "$SOAK_RSS_LIMIT" >"$tmp/analysis" <<'EOF'
+python3 - "$OUT" "$T0" "$TEND" "$SOAK_WARMUP" "$SOAK_RSS_LIMIT" "$SOAK_RSS_RATE" >"$tmp/analysis" <<'EOF'
 import csv, re, sys, glob, os
-out, t0, tend, warm, limit = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+out, t0, tend, warm, limit, rate = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
 tw = t0 + warm
 cycles = list(csv.DictReader(open(f"{out}/cycles.csv")))
 # Churn windows: from each action to one second after the mesh converged again.
@@ -242,7 +248,8 @@ for node in ("n1", "n2", "n3"):
     print(f"{node}    {r0 / 2**20:6.2f} → {r1 / 2**20:6.2f}           {slope * 60:+9.0f}  {per_cycle:+8.0f}   {f0}/{f1}, {fmax}                 {h0}/{h1}, {hmax}")
     check(f1 == f0, f"{node}: descriptors flat across {n_after} churn cycles ({f0} → {f1}, at most {fmax})")
     check(h1 == h0, f"{node}: threads flat ({h0} → {h1}, at most {hmax})")
-    check(per_cycle < limit, f"{node}: no RSS growth per churn cycle ({per_cycle:+.0f} B/cycle, {slope * 60:+.0f} B/min; limit {limit:.0f})")
+    check(per_cycle < limit, f"{node}: no RSS growth per churn cycle ({per_cycle:+.0f} B/cycle; limit {limit:.0f})")
+    check(slope * 60 < rate, f"{node}: no RSS growth with time ({slope * 60:+.0f} B/min; limit {rate:.0f})")
 # Ping: each icmp_seq is answered ("bytes from") or reported outstanding ("no answer yet") at about its send time.
 for path in sorted(glob.glob(f"{out}/ping-*.log")):
     flow = os.path.basename(path)[5:-4]
